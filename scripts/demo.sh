@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: set up, make sample media, scan it, show it.
+# Everything lands in .demo/ (media and database), never in your own library.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+DEMO="${VPO_DEMO_DIR:-.demo}"
+export VPO_DB="$DEMO/library.db"
+vpo=.venv/bin/vpo
+
+$vpo doctor
+echo
+$vpo samples make "$DEMO/library"
+echo
+$vpo scan "$DEMO/library"
+echo
+$vpo inspect "$DEMO/library/movie-h264-multilang.mkv"
+echo
+echo "Demo library: $DEMO/library   database: $VPO_DB"

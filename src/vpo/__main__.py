@@ -1,0 +1,5 @@
+"""`python -m vpo` runs the command line."""
+
+from vpo.cli import main
+
+main()

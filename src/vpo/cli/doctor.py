@@ -1,0 +1,67 @@
+"""`vpo doctor`: which external tools are found, their versions, how to get the missing
+ones, and the state of the library database."""
+
+import sqlite3
+from pathlib import Path
+
+import click
+
+from vpo.cli.context import AppContext, db_option
+
+
+@click.command()
+@db_option
+@click.pass_obj
+def doctor(app: AppContext) -> None:
+    """Check the external tools and the database VPO uses.
+
+    Exits 1 when a tool VPO needs is missing.
+    """
+    from vpo.media.tools import check_tools
+
+    statuses = check_tools()
+    width = max(len(s.tool.name) for s in statuses)
+    click.echo("External tools:")
+    for status in statuses:
+        name = status.tool.name.ljust(width)
+        if status.found:
+            version = status.version or "version unknown"
+            click.echo(f"  ok       {name}  {version:<18} {status.path}")
+        else:
+            label = "MISSING " if status.tool.required else "optional"
+            click.echo(
+                f"  {label} {name}  needed to {status.tool.purpose}; "
+                f"install: {status.tool.install_hint}"
+            )
+    click.echo("")
+    click.echo(f"Database: {_database_state(app.resolved_db_path)}")
+    missing = [s.tool.name for s in statuses if s.tool.required and not s.found]
+    if missing:
+        packages = sorted({s.tool.package for s in statuses if s.tool.name in missing})
+        click.echo(
+            f"Error: {', '.join(missing)} missing; run: sudo apt-get install {' '.join(packages)}",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo("All required tools found.")
+
+
+def _database_state(path: Path) -> str:
+    """Read-only look at the database: never creates or upgrades it."""
+    from vpo.db.migrations import SCHEMA_VERSION
+
+    if not path.exists():
+        return f"{path} (not created yet; the first scan creates it)"
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            files = conn.execute("SELECT count(*) FROM files").fetchone()[0] if version else 0
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"{path} (cannot be read: {exc})"
+    if version > SCHEMA_VERSION:
+        return f"{path} (schema {version}: from a newer VPO; this one knows up to {SCHEMA_VERSION})"
+    state = "up to date" if version == SCHEMA_VERSION else f"will be upgraded to {SCHEMA_VERSION}"
+    return f"{path} (schema {version}, {state}; {files} files)"

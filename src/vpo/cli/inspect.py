@@ -1,0 +1,73 @@
+"""`vpo inspect FILE`: the tracks of one file, read live with ffprobe."""
+
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+from vpo.cli.paths import require_file
+
+if TYPE_CHECKING:
+    from vpo.media.tracks import MediaInfo, Track
+
+
+@click.command()
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts.",
+)
+def inspect(file: str, output_format: str) -> None:
+    """Show the container, duration and tracks of FILE."""
+    from vpo.media.probe import probe
+
+    media = probe(require_file(file))
+    if output_format == "json":
+        click.echo(json.dumps(media.to_dict(), indent=2))
+    else:
+        _print_table(media)
+
+
+def _print_table(media: "MediaInfo") -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from vpo.cli.output import human_duration, human_size, stdout_console
+
+    console = stdout_console()
+    console.print(Text(media.path, style="bold"))
+    console.print(Text(
+        f"{media.container} · {human_duration(media.duration_seconds)} · "
+        f"{human_size(media.size_bytes)} · {len(media.tracks)} tracks"
+    ))
+    table = Table(show_edge=False)
+    for column in ("#", "type", "codec", "language", "title", "default", "forced", "details"):
+        table.add_column(column)
+    for track in media.tracks:
+        cells = (
+            str(track.index),
+            track.track_type.value,
+            track.codec or "?",
+            track.language,
+            track.title or "",
+            "yes" if track.is_default else "",
+            "yes" if track.is_forced else "",
+            _details(track),
+        )
+        table.add_row(*(Text(cell) for cell in cells))  # Text: titles are not markup
+    console.print(table)
+
+
+def _details(track: "Track") -> str:
+    details = []
+    if track.width and track.height:
+        details.append(f"{track.width}x{track.height}")
+    if track.channels:
+        details.append(f"{track.channels} ch")
+    if track.bitrate and track.bitrate >= 1000:
+        details.append(f"{track.bitrate // 1000} kb/s")
+    return ", ".join(details)

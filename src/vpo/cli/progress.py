@@ -1,0 +1,71 @@
+"""Progress for long work: a rich bar on a terminal, plain lines otherwise (logs, CI)."""
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import click
+
+from vpo.cli.output import stderr_console, stderr_is_terminal
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from vpo.workflow.scan import Outcome
+
+
+class ScanProgressDisplay:
+    """Implements `vpo.workflow.scan.ScanProgress` on stderr."""
+
+    def __init__(self, label: str = "Scanning") -> None:
+        self.label = label
+        self.total = 0
+        self.done = 0
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> "ScanProgressDisplay":
+        if stderr_is_terminal():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[current]}", style="dim"),
+                console=stderr_console(),
+                transient=True,
+            )
+            self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if self._bar is not None:
+            self._task = self._bar.add_task(self.label, total=total, current="")
+        elif total:
+            click.echo(f"{self.label} {total} file{'s' if total != 1 else ''}…", err=True)
+
+    def advance(self, path: str, outcome: "Outcome", error: str | None) -> None:
+        self.done += 1
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=1, current=path[-60:])
+            return
+        if outcome.value != "unchanged":  # a re-scan of a big library stays quiet
+            suffix = f": {error}" if error else ""
+            click.echo(f"[{self.done}/{self.total}] {outcome.value} {path}{suffix}", err=True)

@@ -1,0 +1,91 @@
+"""Queries on the library tables (`files`, `tracks`).
+
+Callers own the transaction (see `connection.transaction`), so a scan can store many
+files per commit and a processing run can refresh a file together with its tracks.
+"""
+
+import sqlite3
+from collections.abc import Iterable
+
+from vpo.db.records import FileRecord, TrackRecord
+from vpo.media.tracks import Track
+
+_FILE_COLUMNS = (
+    "id, path, size_bytes, mtime, container, duration_seconds, content_hash, scanned_at, scan_error"
+)
+
+
+def get_file_by_path(conn: sqlite3.Connection, path: str) -> FileRecord | None:
+    row = conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,)).fetchone()
+    return FileRecord.from_row(row) if row else None
+
+
+def get_file(conn: sqlite3.Connection, file_id: int) -> FileRecord | None:
+    row = conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
+    return FileRecord.from_row(row) if row else None
+
+
+def files_under(conn: sqlite3.Connection, root: str) -> dict[str, tuple[int, float]]:
+    """Known files below the folder `root`: path → (size, mtime), for incremental scans."""
+    prefix = root.rstrip("/") + "/"
+    # A range on the UNIQUE path index instead of LIKE, which would treat % and _ in
+    # folder names as wildcards. "0" sorts right after "/".
+    rows = conn.execute(
+        "SELECT path, size_bytes, mtime FROM files WHERE path >= ? AND path < ?",
+        (prefix, root.rstrip("/") + "0"),
+    )
+    return {row["path"]: (row["size_bytes"], row["mtime"]) for row in rows}
+
+
+def save_file(
+    conn: sqlite3.Connection,
+    *,
+    path: str,
+    size_bytes: int,
+    mtime: float,
+    scanned_at: str,
+    container: str | None = None,
+    duration_seconds: float | None = None,
+    content_hash: str | None = None,
+    scan_error: str | None = None,
+) -> int:
+    """Insert or update the row for `path` (keeping its id, hence its history); return the id."""
+    row = conn.execute(
+        """
+        INSERT INTO files (path, size_bytes, mtime, container, duration_seconds,
+                           content_hash, scanned_at, scan_error)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(path) DO UPDATE SET
+            size_bytes = excluded.size_bytes, mtime = excluded.mtime,
+            container = excluded.container, duration_seconds = excluded.duration_seconds,
+            content_hash = excluded.content_hash, scanned_at = excluded.scanned_at,
+            scan_error = excluded.scan_error
+        RETURNING id
+        """,
+        (path, size_bytes, mtime, container, duration_seconds, content_hash, scanned_at, scan_error),
+    ).fetchone()
+    return int(row[0])
+
+
+def replace_tracks(conn: sqlite3.Connection, file_id: int, tracks: Iterable[Track]) -> None:
+    """Make the file's `tracks` rows exactly `tracks`."""
+    conn.execute("DELETE FROM tracks WHERE file_id = ?", (file_id,))
+    conn.executemany(
+        """
+        INSERT INTO tracks (file_id, track_index, track_type, codec, language, title,
+                            is_default, is_forced, channels, width, height, bitrate)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            (file_id, t.index, t.track_type.value, t.codec, t.language, t.title,
+             int(t.is_default), int(t.is_forced), t.channels, t.width, t.height, t.bitrate)
+            for t in tracks
+        ],
+    )
+
+
+def get_tracks(conn: sqlite3.Connection, file_id: int) -> list[TrackRecord]:
+    rows = conn.execute(
+        "SELECT * FROM tracks WHERE file_id = ? ORDER BY track_index", (file_id,)
+    )
+    return [TrackRecord.from_row(row) for row in rows]

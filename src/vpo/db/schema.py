@@ -1,0 +1,113 @@
+"""The SQL of each schema version, applied in order by `migrations.py`.
+
+Never edit a released step: add a new one. Version 1 holds the library (files,
+tracks); version 2 adds the statistics tables of DATA-MODEL.md.
+"""
+
+V1_LIBRARY = """
+CREATE TABLE files (
+    id               INTEGER PRIMARY KEY,
+    path             TEXT NOT NULL UNIQUE,
+    size_bytes       INTEGER NOT NULL CHECK (size_bytes >= 0),
+    mtime            REAL NOT NULL,
+    container        TEXT,
+    duration_seconds REAL,
+    content_hash     TEXT,
+    scanned_at       TEXT NOT NULL,
+    scan_error       TEXT
+);
+
+CREATE TABLE tracks (
+    id          INTEGER PRIMARY KEY,
+    file_id     INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    track_index INTEGER NOT NULL,
+    track_type  TEXT NOT NULL CHECK (track_type IN ('video', 'audio', 'subtitle', 'attachment')),
+    codec       TEXT,
+    language    TEXT NOT NULL DEFAULT 'und',
+    title       TEXT,
+    is_default  INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
+    is_forced   INTEGER NOT NULL DEFAULT 0 CHECK (is_forced IN (0, 1)),
+    channels    INTEGER,
+    width       INTEGER,
+    height      INTEGER,
+    bitrate     INTEGER,
+    UNIQUE (file_id, track_index)
+);
+
+CREATE INDEX idx_tracks_type_codec ON tracks(track_type, codec);
+CREATE INDEX idx_files_container ON files(container);
+"""
+
+V2_STATISTICS = """
+CREATE TABLE processing_stats (
+    id                        TEXT PRIMARY KEY,
+    file_id                   INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    processed_at              TEXT NOT NULL,
+    policy_name               TEXT NOT NULL,
+    size_before               INTEGER NOT NULL CHECK (size_before >= 0),
+    size_after                INTEGER NOT NULL CHECK (size_after >= 0),
+    size_change               INTEGER NOT NULL CHECK (size_change = size_before - size_after),
+    audio_tracks_before       INTEGER NOT NULL DEFAULT 0 CHECK (audio_tracks_before >= 0),
+    subtitle_tracks_before    INTEGER NOT NULL DEFAULT 0 CHECK (subtitle_tracks_before >= 0),
+    attachments_before        INTEGER NOT NULL DEFAULT 0 CHECK (attachments_before >= 0),
+    audio_tracks_after        INTEGER NOT NULL DEFAULT 0 CHECK (audio_tracks_after >= 0),
+    subtitle_tracks_after     INTEGER NOT NULL DEFAULT 0 CHECK (subtitle_tracks_after >= 0),
+    attachments_after         INTEGER NOT NULL DEFAULT 0 CHECK (attachments_after >= 0),
+    audio_tracks_removed      INTEGER NOT NULL DEFAULT 0 CHECK (audio_tracks_removed >= 0),
+    subtitle_tracks_removed   INTEGER NOT NULL DEFAULT 0 CHECK (subtitle_tracks_removed >= 0),
+    attachments_removed       INTEGER NOT NULL DEFAULT 0 CHECK (attachments_removed >= 0),
+    duration_seconds          REAL NOT NULL CHECK (duration_seconds >= 0),
+    phases_completed          INTEGER NOT NULL DEFAULT 0,
+    phases_total              INTEGER NOT NULL DEFAULT 0,
+    total_changes             INTEGER NOT NULL DEFAULT 0 CHECK (total_changes >= 0),
+    video_source_codec        TEXT,
+    video_target_codec        TEXT,
+    video_transcode_skipped   INTEGER NOT NULL DEFAULT 0 CHECK (video_transcode_skipped IN (0, 1)),
+    video_skip_reason         TEXT,
+    audio_tracks_transcoded   INTEGER NOT NULL DEFAULT 0 CHECK (audio_tracks_transcoded >= 0),
+    audio_tracks_preserved    INTEGER NOT NULL DEFAULT 0 CHECK (audio_tracks_preserved >= 0),
+    hash_before               TEXT,
+    hash_after                TEXT,
+    success                   INTEGER NOT NULL CHECK (success IN (0, 1)),
+    error_message             TEXT,
+    trace_id                  TEXT,
+    CHECK (phases_completed >= 0 AND phases_completed <= phases_total)
+);
+
+CREATE INDEX idx_stats_file ON processing_stats(file_id);
+CREATE INDEX idx_stats_policy ON processing_stats(policy_name);
+CREATE INDEX idx_stats_time ON processing_stats(processed_at DESC);
+CREATE INDEX idx_stats_success ON processing_stats(success);
+
+CREATE TABLE action_results (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    stats_id       TEXT NOT NULL REFERENCES processing_stats(id) ON DELETE CASCADE,
+    action_type    TEXT NOT NULL,
+    track_type     TEXT,
+    track_index    INTEGER,
+    before_state   TEXT CHECK (before_state IS NULL OR json_valid(before_state)),
+    after_state    TEXT CHECK (after_state IS NULL OR json_valid(after_state)),
+    success        INTEGER NOT NULL CHECK (success IN (0, 1)),
+    duration_ms    INTEGER CHECK (duration_ms IS NULL OR duration_ms >= 0),
+    rule_reference TEXT,
+    message        TEXT
+);
+
+CREATE INDEX idx_actions_stats ON action_results(stats_id);
+CREATE INDEX idx_actions_type ON action_results(action_type);
+CREATE INDEX idx_actions_track_type ON action_results(track_type);
+
+CREATE TABLE performance_metrics (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    stats_id          TEXT NOT NULL REFERENCES processing_stats(id) ON DELETE CASCADE,
+    phase_name        TEXT NOT NULL,
+    wall_time_seconds REAL NOT NULL CHECK (wall_time_seconds >= 0),
+    bytes_read        INTEGER CHECK (bytes_read IS NULL OR bytes_read >= 0),
+    bytes_written     INTEGER CHECK (bytes_written IS NULL OR bytes_written >= 0),
+    encoding_fps      REAL CHECK (encoding_fps IS NULL OR encoding_fps >= 0),
+    encoding_bitrate  INTEGER CHECK (encoding_bitrate IS NULL OR encoding_bitrate >= 0)
+);
+
+CREATE INDEX idx_perf_stats ON performance_metrics(stats_id);
+CREATE INDEX idx_perf_phase ON performance_metrics(phase_name);
+"""

@@ -1,0 +1,1 @@
+"""The work VPO does on a library: scanning now, processing with policies next."""
