@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/ruff format --check . >/dev/null 2>&1 || true
+.venv/bin/ruff format --check .
 exec .venv/bin/pytest "$@"

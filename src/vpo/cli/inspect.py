@@ -40,10 +40,12 @@ def _print_table(media: "MediaInfo") -> None:
 
     console = stdout_console()
     console.print(Text(media.path, style="bold"))
-    console.print(Text(
-        f"{media.container} · {human_duration(media.duration_seconds)} · "
-        f"{human_size(media.size_bytes)} · {len(media.tracks)} tracks"
-    ))
+    console.print(
+        Text(
+            f"{media.container} · {human_duration(media.duration_seconds)} · "
+            f"{human_size(media.size_bytes)} · {len(media.tracks)} tracks"
+        )
+    )
     table = Table(show_edge=False)
     for column in ("#", "type", "codec", "language", "title", "default", "forced", "details"):
         table.add_column(column)

@@ -53,4 +53,6 @@ def scan(app: AppContext, paths: tuple[str, ...], extensions: str | None, jobs: 
     for path, error in report.failures:
         click.echo(f"  failed: {path}: {error}")
     if report.total == 0:
-        click.echo("No video files found (looked for: " + ", ".join(parse_extensions(extensions)) + ").")
+        click.echo(
+            "No video files found (looked for: " + ", ".join(parse_extensions(extensions)) + ")."
+        )

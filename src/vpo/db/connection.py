@@ -44,7 +44,9 @@ def open_database(
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatabaseError(f"Cannot create the folder for the database {db_path}: {exc.strerror}.") from exc
+        raise DatabaseError(
+            f"Cannot create the folder for the database {db_path}: {exc.strerror}."
+        ) from exc
     try:
         conn = sqlite3.connect(db_path, timeout=busy_timeout, isolation_level=None)
     except sqlite3.Error as exc:

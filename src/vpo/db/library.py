@@ -10,18 +10,19 @@ from collections.abc import Iterable
 from vpo.db.records import FileRecord, TrackRecord
 from vpo.media.tracks import Track
 
-_FILE_COLUMNS = (
-    "id, path, size_bytes, mtime, container, duration_seconds, content_hash, scanned_at, scan_error"
+_SELECT_FILE = (
+    "SELECT id, path, size_bytes, mtime, container, duration_seconds, content_hash, "
+    "scanned_at, scan_error FROM files "
 )
 
 
 def get_file_by_path(conn: sqlite3.Connection, path: str) -> FileRecord | None:
-    row = conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,)).fetchone()
+    row = conn.execute(_SELECT_FILE + "WHERE path = ?", (path,)).fetchone()
     return FileRecord.from_row(row) if row else None
 
 
 def get_file(conn: sqlite3.Connection, file_id: int) -> FileRecord | None:
-    row = conn.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
+    row = conn.execute(_SELECT_FILE + "WHERE id = ?", (file_id,)).fetchone()
     return FileRecord.from_row(row) if row else None
 
 
@@ -62,7 +63,16 @@ def save_file(
             scan_error = excluded.scan_error
         RETURNING id
         """,
-        (path, size_bytes, mtime, container, duration_seconds, content_hash, scanned_at, scan_error),
+        (
+            path,
+            size_bytes,
+            mtime,
+            container,
+            duration_seconds,
+            content_hash,
+            scanned_at,
+            scan_error,
+        ),
     ).fetchone()
     return int(row[0])
 
@@ -77,15 +87,25 @@ def replace_tracks(conn: sqlite3.Connection, file_id: int, tracks: Iterable[Trac
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [
-            (file_id, t.index, t.track_type.value, t.codec, t.language, t.title,
-             int(t.is_default), int(t.is_forced), t.channels, t.width, t.height, t.bitrate)
+            (
+                file_id,
+                t.index,
+                t.track_type.value,
+                t.codec,
+                t.language,
+                t.title,
+                int(t.is_default),
+                int(t.is_forced),
+                t.channels,
+                t.width,
+                t.height,
+                t.bitrate,
+            )
             for t in tracks
         ],
     )
 
 
 def get_tracks(conn: sqlite3.Connection, file_id: int) -> list[TrackRecord]:
-    rows = conn.execute(
-        "SELECT * FROM tracks WHERE file_id = ? ORDER BY track_index", (file_id,)
-    )
+    rows = conn.execute("SELECT * FROM tracks WHERE file_id = ? ORDER BY track_index", (file_id,))
     return [TrackRecord.from_row(row) for row in rows]

@@ -21,7 +21,9 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "library: files and tracks", V1_LIBRARY),
-    Migration(2, "statistics: processing_stats, action_results, performance_metrics", V2_STATISTICS),
+    Migration(
+        2, "statistics: processing_stats, action_results, performance_metrics", V2_STATISTICS
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

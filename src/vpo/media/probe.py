@@ -53,8 +53,16 @@ def probe(path: str | os.PathLike[str], timeout: float = PROBE_TIMEOUT_SECONDS) 
     ffprobe = require_tool("ffprobe")
     file_path = Path(path).resolve()
     args = [
-        ffprobe, "-v", "error", "-hide_banner", "-print_format", "json",
-        "-show_format", "-show_streams", "-i", f"file:{file_path}",
+        ffprobe,
+        "-v",
+        "error",
+        "-hide_banner",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        "-i",
+        f"file:{file_path}",
     ]
     try:
         result = subprocess.run(args, capture_output=True, timeout=timeout, check=False)

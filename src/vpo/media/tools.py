@@ -30,16 +30,42 @@ class ExternalTool:
 TOOLS: dict[str, ExternalTool] = {
     tool.name: tool
     for tool in (
-        ExternalTool("ffprobe", "ffmpeg", "reads tracks (scan, inspect)", "-version",
-                     r"ffprobe version (\S+)"),
-        ExternalTool("ffmpeg", "ffmpeg", "transcodes, remuxes non-MKV files, makes samples",
-                     "-version", r"ffmpeg version (\S+)"),
-        ExternalTool("mkvmerge", "mkvtoolnix", "remuxes MKV files, makes samples", "--version",
-                     r"mkvmerge (v\S+)"),
-        ExternalTool("mkvpropedit", "mkvtoolnix", "edits MKV flags and languages in place",
-                     "--version", r"mkvpropedit (v\S+)"),
-        ExternalTool("promtool", "prometheus", "checks the metrics exposition (tests only)",
-                     "--version", r"promtool, version (\S+)", required=False),
+        ExternalTool(
+            "ffprobe",
+            "ffmpeg",
+            "reads tracks (scan, inspect)",
+            "-version",
+            r"ffprobe version (\S+)",
+        ),
+        ExternalTool(
+            "ffmpeg",
+            "ffmpeg",
+            "transcodes, remuxes non-MKV files, makes samples",
+            "-version",
+            r"ffmpeg version (\S+)",
+        ),
+        ExternalTool(
+            "mkvmerge",
+            "mkvtoolnix",
+            "remuxes MKV files, makes samples",
+            "--version",
+            r"mkvmerge (v\S+)",
+        ),
+        ExternalTool(
+            "mkvpropedit",
+            "mkvtoolnix",
+            "edits MKV flags and languages in place",
+            "--version",
+            r"mkvpropedit (v\S+)",
+        ),
+        ExternalTool(
+            "promtool",
+            "prometheus",
+            "checks the metrics exposition (tests only)",
+            "--version",
+            r"promtool, version (\S+)",
+            required=False,
+        ),
     )
 }
 
@@ -97,4 +123,6 @@ def tool_version(name: str) -> str | None:
 
 def check_tools() -> list[ToolStatus]:
     """Status of every known tool, in a stable order."""
-    return [ToolStatus(tool, find_tool(tool.name), tool_version(tool.name)) for tool in TOOLS.values()]
+    return [
+        ToolStatus(tool, find_tool(tool.name), tool_version(tool.name)) for tool in TOOLS.values()
+    ]

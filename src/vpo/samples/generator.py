@@ -106,7 +106,7 @@ def make_corrupt_samples(directory: str | os.PathLike[str], source: Path) -> dic
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     data = source.read_bytes()
-    noise = random.Random(2).randbytes(64 * 1024)  # seeded: the same noise every run
+    noise = random.Random(2).randbytes(64 * 1024)  # noqa: S311 - seeded test noise, not a secret
     files = {
         "random-bytes": (target / "random-bytes.mkv", noise),
         "truncated-header": (target / "truncated-header.mkv", data[:4096]),
@@ -158,15 +158,23 @@ class _Builder:
         args = [self.mkvmerge, "--quiet", "--output", str(output)]
         for track in layout.tracks:
             if track.track_type is TrackType.ATTACHMENT:
-                args += ["--attachment-mime-type", "font/ttf", "--attachment-name",
-                         track.title or "font.ttf", "--attach-file", str(find_font(track.title or ""))]
+                args += [
+                    "--attachment-mime-type",
+                    "font/ttf",
+                    "--attachment-name",
+                    track.title or "font.ttf",
+                    "--attach-file",
+                    str(find_font(track.title or "")),
+                ]
                 continue
             args += ["--language", f"0:{track.language}"]
             if track.title:
                 args += ["--track-name", f"0:{track.title}"]
             args += [
-                "--default-track-flag", f"0:{_yes_no(track.default)}",
-                "--forced-display-flag", f"0:{_yes_no(track.forced)}",
+                "--default-track-flag",
+                f"0:{_yes_no(track.default)}",
+                "--forced-display-flag",
+                f"0:{_yes_no(track.forced)}",
                 str(self._stream(track)),
             ]
         _run(args, "mkvmerge", ok_codes=(0, 1))  # 1 = finished with warnings
@@ -180,10 +188,29 @@ class _Builder:
             type_index = per_type.get(track.track_type, 0)
             per_type[track.track_type] = type_index + 1
             spec = f"{track.track_type.value[0]}:{type_index}"
-            options += ["-map", f"{position}:0", f"-metadata:s:{spec}", f"language={track.language}"]
+            options += [
+                "-map",
+                f"{position}:0",
+                f"-metadata:s:{spec}",
+                f"language={track.language}",
+            ]
             options += [f"-disposition:{spec}", "default" if track.default else "0"]
-        args = [self.ffmpeg, "-nostdin", "-v", "error", "-y", *inputs, *options, "-c", "copy",
-                "-movflags", "+faststart", "-f", layout.container, str(output)]
+        args = [
+            self.ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            *inputs,
+            *options,
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            "-f",
+            layout.container,
+            str(output),
+        ]
         _run(args, "ffmpeg")
 
     def _stream(self, track: DeclaredTrack) -> Path:
@@ -207,8 +234,22 @@ class _Builder:
             tone = _TONES.get(track.language, 440)
             source = f"sine=frequency={tone}:duration={seconds}:sample_rate=48000"
             codec_args = ["-ac", str(track.channels or 2), "-c:a", _AUDIO_ENCODERS[track.codec]]
-        _run([self.ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source,
-              *codec_args, str(output)], "ffmpeg")
+        _run(
+            [
+                self.ffmpeg,
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                source,
+                *codec_args,
+                str(output),
+            ],
+            "ffmpeg",
+        )
         return output
 
 
@@ -233,10 +274,13 @@ def _write_subtitle(track: DeclaredTrack, base: Path) -> Path:
 
 def _run(args: list[str], tool: str, ok_codes: Iterable[int] = (0,)) -> None:
     try:
-        result = subprocess.run(args, capture_output=True, text=True,
-                                timeout=TOOL_TIMEOUT_SECONDS, check=False)
+        result = subprocess.run(
+            args, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS, check=False
+        )
     except subprocess.TimeoutExpired as exc:
-        raise SampleError(f"{tool} took longer than {TOOL_TIMEOUT_SECONDS} s making a sample.") from exc
+        raise SampleError(
+            f"{tool} took longer than {TOOL_TIMEOUT_SECONDS} s making a sample."
+        ) from exc
     if result.returncode not in tuple(ok_codes):
         detail = (result.stderr or result.stdout).strip().splitlines()
         reason = detail[-1] if detail else f"exit code {result.returncode}"
@@ -259,8 +303,12 @@ def _yes_no(flag: bool) -> str:
 def _write_manifest(directory: Path, samples: list[SampleFile]) -> None:
     """`vpo-samples.json`: each file with its declared layout, for people and scripts."""
     manifest = [
-        {"file": s.path.name, "layout": s.layout.name, "description": s.layout.description,
-         "tracks": [{**asdict(t), "track_type": t.track_type.value} for t in s.layout.tracks]}
+        {
+            "file": s.path.name,
+            "layout": s.layout.name,
+            "description": s.layout.description,
+            "tracks": [{**asdict(t), "track_type": t.track_type.value} for t in s.layout.tracks],
+        }
         for s in samples
     ]
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

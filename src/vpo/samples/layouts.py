@@ -56,7 +56,7 @@ LAYOUTS: tuple[SampleLayout, ...] = (
     SampleLayout(
         name="movie-h264-multilang",
         container="mkv",
-        description="H.264, four audio languages (one und), SRT and forced ASS subtitles, two fonts",
+        description="H.264, four audio languages (one und), SRT + forced ASS subtitles, two fonts",
         tracks=(
             _video("h264"),
             DeclaredTrack(A, "aac", "eng", "English", default=True, channels=2),

@@ -138,7 +138,9 @@ def _classify(conn: sqlite3.Connection, files: list[Path]) -> Iterator[_Candidat
             continue  # vanished between listing and stat: the next scan counts it missing
         record = get_file_by_path(conn, str(path))
         unchanged = (
-            record is not None and record.size_bytes == stat.st_size and record.mtime == stat.st_mtime
+            record is not None
+            and record.size_bytes == stat.st_size
+            and record.mtime == stat.st_mtime
         )
         yield _Candidate(str(path), stat.st_size, stat.st_mtime, unchanged)
 
@@ -220,6 +222,8 @@ def _count_missing(conn: sqlite3.Connection, roots: list[Path], seen: set[str]) 
     for root in roots:
         if root.is_dir():
             missing += sum(
-                1 for path in files_under(conn, str(root)) if path not in seen and not Path(path).exists()
+                1
+                for path in files_under(conn, str(root))
+                if path not in seen and not Path(path).exists()
             )
     return missing

@@ -1,0 +1,37 @@
+"""Shared fixtures: sample media made once per session by VPO's own generator."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vpo.samples import SampleFile, make_samples
+
+
+@pytest.fixture(scope="session")
+def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[SampleFile]:
+    """One file per layout, generated once; tests copy them before changing anything."""
+    return make_samples(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+def library(tmp_path: Path, sample_files: list[SampleFile]) -> Path:
+    """A fresh folder holding a copy of every sample (safe to modify)."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for sample in sample_files:
+        shutil.copy2(sample.path, folder / sample.path.name)
+    return folder
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "vpo.db"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration is marked, so `-m "not integration"` runs the
+    fast pure tests alone."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)

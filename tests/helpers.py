@@ -1,0 +1,53 @@
+"""Running the real `vpo` command and reading the database it wrote."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from vpo.cli import cli
+
+
+def invoke(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
+    """Run `vpo ARGS` in-process, stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def run_vpo(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m vpo ARGS` as a real process (for exit codes and PATH changes)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vpo", *[str(a) for a in args]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def query(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+    """Rows of `sql` from the database file, through a connection of the test's own."""
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def tool_dir_without(tmp_path: Path, *hidden: str) -> str:
+    """A PATH holding the usual tools except `hidden` (to test a missing tool for real)."""
+    import shutil
+
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    for name in ("ffprobe", "ffmpeg", "mkvmerge", "mkvpropedit", "promtool"):
+        found = shutil.which(name)
+        if found and name not in hidden:
+            (folder / name).symlink_to(found)
+    return str(folder)
