@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from tests.helpers import invoke, run_vpo, tool_dir_without
+from vpo.db import SCHEMA_VERSION
 from vpo.media.tracks import TrackType
 from vpo.samples import LAYOUTS, SampleFile, make_corrupt_samples
 
@@ -43,7 +44,7 @@ def test_doctor_says_how_to_install_a_missing_tool(tmp_path: Path) -> None:
 def test_doctor_shows_the_database_schema(library: Path, db_path: Path) -> None:
     invoke("--db", db_path, "scan", library)
     result = invoke("--db", db_path, "doctor")
-    assert f"(schema 2, up to date; {len(LAYOUTS)} files)" in result.stdout
+    assert f"(schema {SCHEMA_VERSION}, up to date; {len(LAYOUTS)} files)" in result.stdout
 
 
 def test_inspect_json_matches_the_layout(sample_files: list[SampleFile]) -> None:

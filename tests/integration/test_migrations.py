@@ -110,15 +110,19 @@ def _make_version_1(path: Path) -> None:
 def test_version_1_database_is_upgraded_keeping_every_row(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _make_version_1(path)
-    before_files = [tuple(r) for r in query(path, "SELECT * FROM files ORDER BY id")]
+    files_sql = (
+        "SELECT id, path, size_bytes, mtime, container, duration_seconds, content_hash, "
+        "scanned_at, scan_error FROM files ORDER BY id"
+    )
+    before_files = [tuple(r) for r in query(path, files_sql)]
     before_tracks = [tuple(r) for r in query(path, "SELECT * FROM tracks ORDER BY id")]
     assert query(path, "PRAGMA user_version")[0][0] == 1
     assert not query(path, "SELECT name FROM sqlite_master WHERE name = 'processing_stats'")
 
     open_database(path).close()
 
-    assert query(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
-    assert [tuple(r) for r in query(path, "SELECT * FROM files ORDER BY id")] == before_files
+    assert query(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert [tuple(r) for r in query(path, files_sql)] == before_files
     assert [tuple(r) for r in query(path, "SELECT * FROM tracks ORDER BY id")] == before_tracks
     for table, columns in STATS_COLUMNS.items():
         assert [r["name"] for r in query(path, f"PRAGMA table_info({table})")] == columns
@@ -136,6 +140,18 @@ RUN_SQL = (
     "INSERT INTO processing_stats (id, file_id, processed_at, policy_name, size_before, "
     "size_after, size_change, duration_seconds, success) VALUES (?, ?, 't', 'p', ?, ?, ?, 1.0, 1)"
 )
+
+
+def test_upgrade_backfills_the_library_totals(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _make_version_1(path)
+    open_database(path).close()
+    (video,) = query(path, "SELECT video_codec, video_width FROM files WHERE id = 7")
+    assert tuple(video) == ("h264", None)
+    totals = {tuple(r) for r in query(path, "SELECT * FROM library_file_totals")}
+    assert totals == {("mkv", "h264", "unknown", 1, 1000), ("unknown", "none", "unknown", 1, 3)}
+    tracks = {tuple(r) for r in query(path, "SELECT * FROM library_track_totals")}
+    assert tracks == {("video", "h264", 1), ("audio", "aac", 1), ("subtitle", "ass", 1)}
 
 
 def test_new_tables_cascade_and_check(tmp_path: Path) -> None:

@@ -49,18 +49,25 @@ def save_file(
     duration_seconds: float | None = None,
     content_hash: str | None = None,
     scan_error: str | None = None,
+    video: Track | None = None,
 ) -> int:
-    """Insert or update the row for `path` (keeping its id, hence its history); return the id."""
+    """Insert or update the row for `path` (keeping its id, hence its history); return the id.
+
+    `video` is the file's first video track, denormalised onto the row so that library
+    totals by codec and resolution are kept by triggers (schema version 3).
+    """
     row = conn.execute(
         """
         INSERT INTO files (path, size_bytes, mtime, container, duration_seconds,
-                           content_hash, scanned_at, scan_error)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                           content_hash, scanned_at, scan_error,
+                           video_codec, video_width, video_height)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(path) DO UPDATE SET
             size_bytes = excluded.size_bytes, mtime = excluded.mtime,
             container = excluded.container, duration_seconds = excluded.duration_seconds,
             content_hash = excluded.content_hash, scanned_at = excluded.scanned_at,
-            scan_error = excluded.scan_error
+            scan_error = excluded.scan_error, video_codec = excluded.video_codec,
+            video_width = excluded.video_width, video_height = excluded.video_height
         RETURNING id
         """,
         (
@@ -72,6 +79,9 @@ def save_file(
             content_hash,
             scanned_at,
             scan_error,
+            video.codec if video else None,
+            video.width if video else None,
+            video.height if video else None,
         ),
     ).fetchone()
     return int(row[0])

@@ -111,3 +111,116 @@ CREATE TABLE performance_metrics (
 CREATE INDEX idx_perf_stats ON performance_metrics(stats_id);
 CREATE INDEX idx_perf_phase ON performance_metrics(phase_name);
 """
+
+# Resolution class of a video (sd / 720p / 1080p / 2160p) from its width and height, by
+# either dimension so that cropped (2.39:1) and 4:3 encodes land in the class people
+# expect. Used by the triggers below and the backfill, so there is one definition.
+RESOLUTION_CASE = """
+    CASE
+        WHEN {w} IS NULL AND {h} IS NULL THEN 'unknown'
+        WHEN coalesce({w}, 0) >= 3000 OR coalesce({h}, 0) >= 1800 THEN '2160p'
+        WHEN coalesce({w}, 0) >= 1600 OR coalesce({h}, 0) >= 900 THEN '1080p'
+        WHEN coalesce({w}, 0) >= 1100 OR coalesce({h}, 0) >= 650 THEN '720p'
+        ELSE 'sd'
+    END
+"""
+
+_FILE_KEY = (
+    "coalesce({r}.container, 'unknown'), coalesce({r}.video_codec, 'none'), "
+    + RESOLUTION_CASE.format(w="{r}.video_width", h="{r}.video_height")
+)
+
+
+def _file_totals_change(row: str, sign: str) -> str:
+    key = _FILE_KEY.format(r=row)
+    return f"""
+        INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
+        VALUES ({key}, {sign}1, {sign}{row}.size_bytes)
+        ON CONFLICT (container, video_codec, resolution) DO UPDATE SET
+            files = files + excluded.files, size_bytes = size_bytes + excluded.size_bytes;
+    """
+
+
+def _track_totals_change(row: str, sign: str) -> str:
+    return f"""
+        INSERT INTO library_track_totals (track_type, codec, tracks)
+        VALUES ({row}.track_type, coalesce({row}.codec, 'unknown'), {sign}1)
+        ON CONFLICT (track_type, codec) DO UPDATE SET tracks = tracks + excluded.tracks;
+    """
+
+
+# Version 3: markers of runs in progress (so a run whose process dies is recorded as
+# interrupted), and library totals kept by triggers so a Prometheus scrape reads a few
+# rows instead of grouping every file and track.
+V3_RUNS_AND_LIBRARY_TOTALS = f"""
+CREATE TABLE runs_in_progress (
+    stats_id     TEXT PRIMARY KEY,
+    file_id      INTEGER,
+    file_path    TEXT,
+    policy_name  TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    trace_id     TEXT,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    pid_started  TEXT,
+    attributes   TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(attributes))
+);
+
+ALTER TABLE files ADD COLUMN video_codec TEXT;
+ALTER TABLE files ADD COLUMN video_width INTEGER;
+ALTER TABLE files ADD COLUMN video_height INTEGER;
+
+UPDATE files SET
+    video_codec = (SELECT codec FROM tracks t WHERE t.file_id = files.id
+                   AND t.track_type = 'video' ORDER BY t.track_index LIMIT 1),
+    video_width = (SELECT width FROM tracks t WHERE t.file_id = files.id
+                   AND t.track_type = 'video' ORDER BY t.track_index LIMIT 1),
+    video_height = (SELECT height FROM tracks t WHERE t.file_id = files.id
+                    AND t.track_type = 'video' ORDER BY t.track_index LIMIT 1);
+
+CREATE TABLE library_file_totals (
+    container   TEXT NOT NULL,
+    video_codec TEXT NOT NULL,
+    resolution  TEXT NOT NULL,
+    files       INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    PRIMARY KEY (container, video_codec, resolution)
+) WITHOUT ROWID;
+
+CREATE TABLE library_track_totals (
+    track_type TEXT NOT NULL,
+    codec      TEXT NOT NULL,
+    tracks     INTEGER NOT NULL,
+    PRIMARY KEY (track_type, codec)
+) WITHOUT ROWID;
+
+INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
+SELECT {_FILE_KEY.format(r="files")} AS k1, count(*), coalesce(sum(size_bytes), 0)
+FROM files GROUP BY 1, 2, 3;
+
+INSERT INTO library_track_totals (track_type, codec, tracks)
+SELECT track_type, coalesce(codec, 'unknown'), count(*) FROM tracks GROUP BY 1, 2;
+
+CREATE TRIGGER files_totals_insert AFTER INSERT ON files BEGIN
+    {_file_totals_change("NEW", "+")}
+END;
+
+CREATE TRIGGER files_totals_delete AFTER DELETE ON files BEGIN
+    {_file_totals_change("OLD", "-")}
+END;
+
+CREATE TRIGGER files_totals_update
+AFTER UPDATE OF size_bytes, container, video_codec, video_width, video_height ON files BEGIN
+    {_file_totals_change("OLD", "-")}
+    {_file_totals_change("NEW", "+")}
+END;
+
+CREATE TRIGGER tracks_totals_insert AFTER INSERT ON tracks BEGIN
+    {_track_totals_change("NEW", "+")}
+END;
+
+CREATE TRIGGER tracks_totals_delete AFTER DELETE ON tracks BEGIN
+    {_track_totals_change("OLD", "-")}
+END;
+"""

@@ -21,7 +21,7 @@ from vpo.errors import PathNotFoundError
 from vpo.media.hashing import partial_hash
 from vpo.media.probe import ProbeError, probe
 from vpo.media.tools import require_tool
-from vpo.media.tracks import MediaInfo
+from vpo.media.tracks import MediaInfo, Track, TrackType
 from vpo.timefmt import utc_now
 
 DEFAULT_EXTENSIONS = ("mkv", "mp4", "m4v", "mov", "avi", "webm", "ts", "m2ts", "wmv")
@@ -201,6 +201,7 @@ def _store(
                 duration_seconds=media.duration_seconds if media else None,
                 content_hash=probed.content_hash,
                 scan_error=probed.error,
+                video=_first_video(media),
             )
             replace_tracks(conn, file_id, media.tracks if media else ())
             if probed.error is not None:
@@ -214,6 +215,11 @@ def _store(
             report.failures.append((path, error))
         if progress is not None:
             progress.advance(path, outcome, error)
+
+
+def _first_video(media: MediaInfo | None) -> Track | None:
+    videos = media.tracks_of(TrackType.VIDEO) if media else []
+    return videos[0] if videos else None
 
 
 def _count_missing(conn: sqlite3.Connection, roots: list[Path], seen: set[str]) -> int:
