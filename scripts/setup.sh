@@ -12,6 +12,7 @@ declare -A NEEDS=(
     [mkvmerge]=mkvtoolnix
     [mkvpropedit]=mkvtoolnix
     [/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf]=fonts-dejavu-core
+    [promtool]=prometheus  # promtool checks the /metrics exposition in the tests
 )
 
 PYTHON="${PYTHON:-python3}"

@@ -13,3 +13,15 @@ def format_utc(moment: datetime) -> str:
 
 def utc_now() -> str:
     return format_utc(datetime.now(UTC))
+
+
+def format_ns(epoch_ns: int) -> str:
+    """An OpenTelemetry timestamp (ns since the epoch) in the stored format, to the µs."""
+    seconds, ns = divmod(epoch_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000)
+    return format_utc(moment)
+
+
+def parse_utc(text: str) -> datetime:
+    """A stored timestamp back to an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vpo.db.interrupted import reconcile_interrupted_runs
 from vpo.db.migrations import SCHEMA_VERSION, migrate, schema_version
 from vpo.errors import DatabaseError
 
 DB_ENV_VAR = "VPO_DB"
 BUSY_TIMEOUT_SECONDS = 30.0
+RUN_MARKERS_VERSION = 3  # the schema version that brought runs_in_progress
 
 
 def default_db_path() -> Path:
@@ -33,10 +35,12 @@ def open_database(
     *,
     migrate_to: int = SCHEMA_VERSION,
     busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    shared_between_threads: bool = False,
 ) -> sqlite3.Connection:
     """Open (creating if needed) and upgrade the database at `path`.
 
-    A database from a newer VPO is refused before anything is written to it.
+    A database from a newer VPO is refused before anything is written to it. Runs left
+    unfinished by a process that died are recorded as interrupted failures here.
     """
     db_path = Path(path)
     if db_path.exists() and not db_path.is_file():
@@ -48,7 +52,12 @@ def open_database(
             f"Cannot create the folder for the database {db_path}: {exc.strerror}."
         ) from exc
     try:
-        conn = sqlite3.connect(db_path, timeout=busy_timeout, isolation_level=None)
+        conn = sqlite3.connect(
+            db_path,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=not shared_between_threads,  # the caller then holds a lock
+        )
     except sqlite3.Error as exc:
         raise DatabaseError(f"Cannot open the database {db_path}: {exc}.") from exc
     try:
@@ -59,6 +68,8 @@ def open_database(
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn, migrate_to)
+        if migrate_to >= RUN_MARKERS_VERSION:
+            reconcile_interrupted_runs(conn)
     except DatabaseError:
         conn.close()
         raise

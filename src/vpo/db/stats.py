@@ -1,0 +1,243 @@
+"""Statistics rows (processing_stats, action_results, performance_metrics): their record
+types, the validation of DATA-MODEL.md, and writing one run as a unit.
+
+Only the telemetry exporter (and the reconciliation of interrupted runs) writes these
+rows; the workflow describes runs through spans and never calls this module.
+"""
+
+import json
+import re
+import sqlite3
+import uuid
+from dataclasses import astuple, dataclass, field, fields
+from datetime import datetime
+
+_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
+
+
+class InvalidRecordError(ValueError):
+    """A row that breaks a rule of DATA-MODEL.md: a bug in whoever described the run."""
+
+
+@dataclass(frozen=True)
+class ActionResultRecord:
+    """One row of `action_results` (its `stats_id` comes from the run)."""
+
+    action_type: str
+    success: bool
+    track_type: str | None = None
+    track_index: int | None = None
+    before_state: str | None = None
+    after_state: str | None = None
+    duration_ms: int | None = None
+    rule_reference: str | None = None
+    message: str | None = None
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.action_type:
+            found.append("action_type is empty")
+        for name in ("before_state", "after_state"):
+            value = getattr(self, name)
+            if value is not None and not _is_json_object(value):
+                found.append(f"{name} is not a JSON object: {value[:80]!r}")
+        if self.duration_ms is not None and self.duration_ms < 0:
+            found.append(f"duration_ms is negative ({self.duration_ms})")
+        if self.track_index is not None and self.track_index < 0:
+            found.append(f"track_index is negative ({self.track_index})")
+        return found
+
+
+@dataclass(frozen=True)
+class PerformanceMetricRecord:
+    """One row of `performance_metrics`: one phase of a run."""
+
+    phase_name: str
+    wall_time_seconds: float
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    encoding_fps: float | None = None
+    encoding_bitrate: int | None = None
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.phase_name:
+            found.append("phase_name is empty")
+        for name in (
+            "wall_time_seconds",
+            "bytes_read",
+            "bytes_written",
+            "encoding_fps",
+            "encoding_bitrate",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                found.append(f"{name} is negative ({value})")
+        return found
+
+
+@dataclass(frozen=True)
+class ProcessingStatsRecord:
+    """One row of `processing_stats`: one file run, with its phases and actions."""
+
+    id: str
+    file_id: int
+    processed_at: str
+    policy_name: str
+    size_before: int
+    size_after: int
+    duration_seconds: float
+    success: bool
+    audio_tracks_before: int = 0
+    subtitle_tracks_before: int = 0
+    attachments_before: int = 0
+    audio_tracks_after: int = 0
+    subtitle_tracks_after: int = 0
+    attachments_after: int = 0
+    audio_tracks_removed: int = 0
+    subtitle_tracks_removed: int = 0
+    attachments_removed: int = 0
+    phases_completed: int = 0
+    phases_total: int = 0
+    total_changes: int = 0
+    video_source_codec: str | None = None
+    video_target_codec: str | None = None
+    video_transcode_skipped: bool = False
+    video_skip_reason: str | None = None
+    audio_tracks_transcoded: int = 0
+    audio_tracks_preserved: int = 0
+    hash_before: str | None = None
+    hash_after: str | None = None
+    error_message: str | None = None
+    trace_id: str | None = None
+    actions: tuple[ActionResultRecord, ...] = field(default=(), compare=False)
+    phases: tuple[PerformanceMetricRecord, ...] = field(default=(), compare=False)
+
+    @property
+    def size_change(self) -> int:
+        return self.size_before - self.size_after
+
+    def problems(self) -> list[str]:
+        """Every rule of DATA-MODEL.md this row breaks (empty when it is valid)."""
+        found = []
+        try:
+            if uuid.UUID(self.id).version != 4:
+                found.append(f"id {self.id!r} is not a UUIDv4")
+        except (ValueError, AttributeError, TypeError):
+            found.append(f"id {self.id!r} is not a UUID")
+        if not _is_iso_utc(self.processed_at):
+            found.append(f"processed_at {self.processed_at!r} is not ISO-8601 UTC")
+        if not self.policy_name:
+            found.append("policy_name is empty")
+        for name in (
+            "size_before",
+            "size_after",
+            "audio_tracks_before",
+            "subtitle_tracks_before",
+            "attachments_before",
+            "audio_tracks_after",
+            "subtitle_tracks_after",
+            "attachments_after",
+            "audio_tracks_removed",
+            "subtitle_tracks_removed",
+            "attachments_removed",
+            "phases_completed",
+            "phases_total",
+            "total_changes",
+            "audio_tracks_transcoded",
+            "audio_tracks_preserved",
+            "duration_seconds",
+        ):
+            value = getattr(self, name)
+            if value is None or value < 0:
+                found.append(f"{name} is negative ({value})")
+        for kind in ("audio_tracks", "subtitle_tracks", "attachments"):
+            before = getattr(self, f"{kind}_before")
+            after = getattr(self, f"{kind}_after")
+            removed = getattr(self, f"{kind}_removed")
+            expected = max(before - after, 0)
+            if removed >= 0 and removed != expected:
+                found.append(
+                    f"{kind}_removed is {removed} but before - after is {before} - {after}"
+                )
+        if self.phases_completed > self.phases_total:
+            found.append(
+                f"phases_completed ({self.phases_completed}) exceeds phases_total "
+                f"({self.phases_total})"
+            )
+        if not self.success and not self.error_message:
+            found.append("a failed run has no error_message")
+        for action in self.actions:
+            found += [f"action {action.action_type}: {p}" for p in action.problems()]
+        for phase in self.phases:
+            found += [f"phase {phase.phase_name}: {p}" for p in phase.problems()]
+        return found
+
+
+_STATS_COLUMNS = [
+    f.name for f in fields(ProcessingStatsRecord) if f.name not in {"actions", "phases"}
+]
+_INSERT_STATS = (  # column names from the dataclass above, never from input
+    f"INSERT INTO processing_stats ({', '.join(_STATS_COLUMNS)}, size_change) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _STATS_COLUMNS)}, ?)"
+)
+_INSERT_ACTION = (
+    "INSERT INTO action_results (stats_id, action_type, track_type, track_index, before_state, "
+    "after_state, success, duration_ms, rule_reference, message) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_PHASE = (
+    "INSERT INTO performance_metrics (stats_id, phase_name, wall_time_seconds, bytes_read, "
+    "bytes_written, encoding_fps, encoding_bitrate) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_run(conn: sqlite3.Connection, run: ProcessingStatsRecord) -> None:
+    """Insert the run with its actions and phases; the caller holds the transaction.
+
+    Raises `InvalidRecordError` (writing nothing) when the run breaks a rule.
+    """
+    problems = run.problems()
+    if problems:
+        raise InvalidRecordError("; ".join(problems))
+    values = [getattr(run, name) for name in _STATS_COLUMNS]
+    conn.execute(_INSERT_STATS, [*_sql_values(values), run.size_change])
+    conn.executemany(
+        _INSERT_ACTION,
+        [(run.id, a.action_type, *_action_tail(a)) for a in run.actions],
+    )
+    conn.executemany(_INSERT_PHASE, [(run.id, *astuple(p)) for p in run.phases])
+
+
+def _action_tail(action: ActionResultRecord) -> tuple[object, ...]:
+    return (
+        action.track_type,
+        action.track_index,
+        action.before_state,
+        action.after_state,
+        int(action.success),
+        action.duration_ms,
+        action.rule_reference,
+        action.message,
+    )
+
+
+def _sql_values(values: list[object] | tuple[object, ...]) -> list[object]:
+    return [int(v) if isinstance(v, bool) else v for v in values]
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_iso_utc(text: str) -> bool:
+    if not isinstance(text, str) or not _ISO_UTC.match(text):
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True

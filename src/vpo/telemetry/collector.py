@@ -1,0 +1,93 @@
+"""`LibraryCollector`: what is in the database, read at scrape time (METRICS.md).
+
+A `prometheus_client` custom collector. It reads the trigger-kept library totals (a
+few rows, whatever the library's size) and the recorded runs, through a short read
+connection per scrape, so a scrape never blocks a writer and never creates the file.
+"""
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+
+def _families() -> dict[str, GaugeMetricFamily]:
+    return {
+        "files": GaugeMetricFamily(
+            "vpo_library_files", "Files in the library by container", labels=["container"]
+        ),
+        "size": GaugeMetricFamily("vpo_library_size_bytes", "Bytes of all files in the library"),
+        "tracks": GaugeMetricFamily(
+            "vpo_library_tracks", "Tracks in the library", labels=["track_type", "codec"]
+        ),
+        "video": GaugeMetricFamily(
+            "vpo_library_video_files",
+            "Files by the codec and resolution of their first video track",
+            labels=["video_codec", "resolution"],
+        ),
+        "runs": GaugeMetricFamily(
+            "vpo_history_runs",
+            "All recorded runs, by whichever process",
+            labels=["policy", "status"],
+        ),
+        "saved": GaugeMetricFamily(
+            "vpo_history_saved_bytes", "Net bytes saved by all recorded runs", labels=["policy"]
+        ),
+    }
+
+
+class LibraryCollector(Collector):
+    """Gauges of the library and of the recorded history, from `db_path`."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db_path = Path(db_path)
+
+    def describe(self) -> Iterable[Metric]:
+        # Registering must not read the database: describe with empty families.
+        return list(_families().values())
+
+    def collect(self) -> Iterator[Metric]:
+        families = _families()
+        if self.db_path.exists():
+            try:
+                self._fill(families)
+            except sqlite3.Error as exc:
+                log.error("library collector cannot read %s: %s", self.db_path, exc)
+                families = _families()  # all or nothing: no half-filled scrape
+        yield from families.values()
+
+    def _fill(self, families: dict[str, GaugeMetricFamily]) -> None:
+        conn = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            total = 0
+            for container, files, size in conn.execute(
+                "SELECT container, sum(files), sum(size_bytes) FROM library_file_totals "
+                "GROUP BY container HAVING sum(files) > 0"
+            ):
+                families["files"].add_metric([container], files)
+                total += size
+            families["size"].add_metric([], total)
+            for track_type, codec, tracks in conn.execute(
+                "SELECT track_type, codec, tracks FROM library_track_totals WHERE tracks > 0"
+            ):
+                families["tracks"].add_metric([track_type, codec], tracks)
+            for codec, resolution, files in conn.execute(
+                "SELECT video_codec, resolution, sum(files) FROM library_file_totals "
+                "WHERE video_codec != 'none' GROUP BY 1, 2 HAVING sum(files) > 0"
+            ):
+                families["video"].add_metric([codec, resolution], files)
+            for policy, success, runs in conn.execute(
+                "SELECT policy_name, success, count(*) FROM processing_stats GROUP BY 1, 2"
+            ):
+                families["runs"].add_metric([policy, "success" if success else "failure"], runs)
+            for policy, saved in conn.execute(
+                "SELECT policy_name, sum(size_change) FROM processing_stats GROUP BY 1"
+            ):
+                families["saved"].add_metric([policy], saved)
+        finally:
+            conn.close()
