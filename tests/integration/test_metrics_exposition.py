@@ -50,11 +50,12 @@ def served(tmp_path: Path) -> Iterator[tuple[Telemetry, str, Path]]:
     conn = open_database(db)
     conn.execute(
         "INSERT INTO files (id, path, size_bytes, mtime, container, scanned_at, video_codec, "
-        "video_width, video_height) VALUES (1, '/l/a.mkv', 123456, 1, 'mkv', 'x', 'h264', 1920, 1080)"
+        "video_width, video_height) "
+        "VALUES (1, '/l/a.mkv', 123456, 1, 'mkv', 'x', 'h264', 1920, 1080)"
     )
     conn.execute(
-        "INSERT INTO tracks (file_id, track_index, track_type, codec) VALUES (1, 0, 'video', 'h264'), "
-        "(1, 1, 'audio', 'aac'), (1, 2, 'audio', 'aac')"
+        "INSERT INTO tracks (file_id, track_index, track_type, codec) VALUES "
+        "(1, 0, 'video', 'h264'), (1, 1, 'audio', 'aac'), (1, 2, 'audio', 'aac')"
     )
     conn.close()
     telemetry = build_telemetry(db, max_export_batch_size=2)
@@ -83,7 +84,7 @@ def _samples(text: str) -> dict[str, dict[frozenset, float]]:
 
 def test_exposition_has_every_name_label_and_value(served: tuple[Telemetry, str, Path]) -> None:
     _telemetry, url, db = served
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our http URL
         assert response.status == 200
         text = response.read().decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
