@@ -210,3 +210,26 @@ def _action_attributes(action: SyntheticAction) -> dict[str, Any]:
     if action.after is not None:
         values[attr.ACTION_AFTER] = json.dumps(action.after)
     return values
+
+
+def many_action_run(file_id: int, actions: int = 20, policy: str = "synthetic") -> SyntheticRun:
+    """Three phases sharing `actions` successful metadata actions (benchmarks)."""
+    made = [
+        SyntheticAction(
+            "set_language",
+            "audio",
+            i,
+            {"language": "und"},
+            {"language": "jpn"},
+            f"phases[{i % 3}].set_language[{i}]",
+        )
+        for i in range(actions)
+    ]
+    phases = [(name, made[i::3]) for i, name in enumerate(("cleanup", "organize", "compress"))]
+    return SyntheticRun(
+        file_id=file_id,
+        policy=policy,
+        phases=phases,
+        after={"audio": 4, "subtitle": 3, "attachment": 2},
+        size_after=5_000_000,
+    )

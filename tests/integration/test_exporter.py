@@ -15,6 +15,7 @@ from opentelemetry.trace import StatusCode
 from tests.helpers import query
 from tests.synthetic import SyntheticRun, emit, ten_action_run
 from vpo.db import open_database
+from vpo.db.interrupted import marker_path
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.setup import Telemetry, build_telemetry
 
@@ -197,7 +198,7 @@ def test_runs_split_across_batches_are_stored_exactly(stats_db: Path) -> None:
 
     failed = query(stats_db, "SELECT * FROM processing_stats WHERE success = 0")
     assert [r["error_message"] for r in failed] == ["mkvmerge exited with status 2: disk full"]
-    assert query(stats_db, "SELECT count(*) FROM runs_in_progress")[0][0] == 0
+    assert query(marker_path(stats_db), "SELECT count(*) FROM runs_in_progress")[0][0] == 0
     failed_root = next(r for r in roots if r.status.status_code is StatusCode.ERROR)
     assert [e.name for e in failed_root.events] == ["exception"]
 

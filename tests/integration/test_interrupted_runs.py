@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import query
 from tests.synthetic import emit, ten_action_run
 from vpo.db import open_database
+from vpo.db.interrupted import marker_path
 from vpo.telemetry.setup import build_telemetry
 
 CHILD = textwrap.dedent(
@@ -66,7 +67,7 @@ def test_a_killed_run_is_recorded_as_interrupted(library_db: tuple[Path, Path]) 
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        (marker,) = query(db, "SELECT * FROM runs_in_progress")
+        (marker,) = query(marker_path(db), "SELECT * FROM runs_in_progress")
         assert (marker["stats_id"], marker["pid"]) == (stats_id, child.pid)
         open_database(db).close()  # the process is alive: its run is left alone
         assert query(db, "SELECT count(*) FROM processing_stats")[0][0] == 0
@@ -95,7 +96,7 @@ def test_a_killed_run_is_recorded_as_interrupted(library_db: tuple[Path, Path]) 
     assert run["processed_at"] == marker["started_at"]
     assert run["trace_id"] == marker["trace_id"] and len(run["trace_id"]) == 32
     assert run["duration_seconds"] >= 0
-    assert query(db, "SELECT count(*) FROM runs_in_progress")[0][0] == 0
+    assert query(marker_path(db), "SELECT count(*) FROM runs_in_progress")[0][0] == 0
     open_database(db).close()  # a second open records nothing twice
     assert query(db, "SELECT count(*) FROM processing_stats")[0][0] == 1
 

@@ -17,7 +17,7 @@ from vpo.errors import DatabaseError
 
 DB_ENV_VAR = "VPO_DB"
 BUSY_TIMEOUT_SECONDS = 30.0
-RUN_MARKERS_VERSION = 3  # the schema version that brought runs_in_progress
+STATISTICS_VERSION = 2  # the schema version that brought processing_stats
 
 
 def default_db_path() -> Path:
@@ -68,8 +68,8 @@ def open_database(
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn, migrate_to)
-        if migrate_to >= RUN_MARKERS_VERSION:
-            reconcile_interrupted_runs(conn)
+        if migrate_to >= STATISTICS_VERSION:
+            reconcile_interrupted_runs(conn, db_path)
     except DatabaseError:
         conn.close()
         raise

@@ -1,10 +1,14 @@
 """Runs in progress, and the runs their dead processes left behind.
 
-When a run starts, a marker row is written (by the telemetry's span processor) with
-what is known so far; when the run is recorded, the marker goes in the same
-transaction. A marker whose process is gone — crash, `kill -9`, power loss — is turned
-into a failed, interrupted run the next time any VPO opens the database, so no run is
-ever lost without a trace.
+When a run starts, a marker is written (by the telemetry's span processor) with what
+is known so far; once the run's rows are committed, the exporter deletes the marker.
+A marker whose process is gone — crash, `kill -9`, power loss — is turned into a
+failed, interrupted run the next time any VPO opens the database, so no run is ever
+lost without a trace.
+
+Markers live in a small SQLite file of their own beside the database
+(`library.db` → `library.db.runs`): marking a run, which happens in the workflow's
+thread before any work, never waits for the statistics writer's lock.
 """
 
 import json
@@ -12,31 +16,27 @@ import logging
 import os
 import socket
 import sqlite3
-import uuid
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vpo.db.schema import MARKERS
 from vpo.db.stats import InvalidRecordError, ProcessingStatsRecord, insert_run
 from vpo.timefmt import parse_utc
 
 log = logging.getLogger(__name__)
 
-# Keys of the marker's `attributes` JSON: the before values of the run.
-BEFORE_KEYS = (
-    "size_before",
-    "audio_tracks_before",
-    "subtitle_tracks_before",
-    "attachments_before",
-    "hash_before",
-    "video_source_codec",
-    "phases_total",
-)
+MARKER_SUFFIX = ".runs"
+# Marking happens before work starts: never stall a run for long on a busy marker file
+# (a missed marker costs only crash-safety for that one run).
+MARKER_BUSY_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class RunMarker:
-    """A run in progress, as its marker row says."""
+    """A run in progress, as its marker says."""
 
     stats_id: str
     file_id: int | None
@@ -49,6 +49,90 @@ class RunMarker:
     pid: int
     pid_started: str | None
     attributes: dict[str, Any]
+
+
+def marker_path(db_path: str | os.PathLike[str]) -> Path:
+    db = Path(db_path)
+    return db.with_name(db.name + MARKER_SUFFIX)
+
+
+class MarkerStore:
+    """The marker file of one database; thread-safe (one connection under a lock)."""
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self.path = marker_path(db_path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def write(self, marker: RunMarker) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO runs_in_progress (stats_id, file_id, file_path, policy_name, "
+            "started_at, last_seen_at, trace_id, host, pid, pid_started, attributes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                marker.stats_id,
+                marker.file_id,
+                marker.file_path,
+                marker.policy_name,
+                marker.started_at,
+                marker.last_seen_at,
+                marker.trace_id,
+                marker.host,
+                marker.pid,
+                marker.pid_started,
+                json.dumps(marker.attributes),
+            ),
+        )
+
+    def touch(self, stats_id: str, last_seen_at: str, attributes: dict[str, Any]) -> None:
+        self._execute(
+            "UPDATE runs_in_progress SET last_seen_at = ?, attributes = ? WHERE stats_id = ?",
+            (last_seen_at, json.dumps(attributes), stats_id),
+        )
+
+    def delete(self, stats_ids: Iterable[str]) -> None:
+        ids = [(i,) for i in stats_ids]
+        if ids:
+            with self._lock:
+                self._connection().executemany(
+                    "DELETE FROM runs_in_progress WHERE stats_id = ?", ids
+                )
+
+    def read(self) -> list[RunMarker]:
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute("SELECT * FROM runs_in_progress ORDER BY started_at")
+                .fetchall()
+            )
+        return [
+            RunMarker(**{**dict(row), "attributes": json.loads(row["attributes"])}) for row in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            self._connection().execute(sql, params)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=MARKER_BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,  # every use holds self._lock
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(MARKERS)
+            self._conn = conn
+        return self._conn
 
 
 def this_process() -> tuple[str, int, str | None]:
@@ -76,71 +160,37 @@ def process_alive(pid: int, started: str | None) -> bool:
     return started is None or process_start_time(pid) in (None, started)
 
 
-def write_marker(conn: sqlite3.Connection, marker: RunMarker) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO runs_in_progress (stats_id, file_id, file_path, policy_name, "
-        "started_at, last_seen_at, trace_id, host, pid, pid_started, attributes) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            marker.stats_id,
-            marker.file_id,
-            marker.file_path,
-            marker.policy_name,
-            marker.started_at,
-            marker.last_seen_at,
-            marker.trace_id,
-            marker.host,
-            marker.pid,
-            marker.pid_started,
-            json.dumps(marker.attributes),
-        ),
-    )
-
-
-def touch_marker(
-    conn: sqlite3.Connection, stats_id: str, last_seen_at: str, attributes: dict[str, Any]
-) -> None:
-    conn.execute(
-        "UPDATE runs_in_progress SET last_seen_at = ?, attributes = ? WHERE stats_id = ?",
-        (last_seen_at, json.dumps(attributes), stats_id),
-    )
-
-
-def delete_marker(conn: sqlite3.Connection, stats_id: str) -> None:
-    conn.execute("DELETE FROM runs_in_progress WHERE stats_id = ?", (stats_id,))
-
-
-def read_markers(conn: sqlite3.Connection) -> list[RunMarker]:
-    rows = conn.execute("SELECT * FROM runs_in_progress ORDER BY started_at").fetchall()
-    return [RunMarker(**{**dict(row), "attributes": json.loads(row["attributes"])}) for row in rows]
-
-
-def reconcile_interrupted_runs(conn: sqlite3.Connection) -> int:
+def reconcile_interrupted_runs(conn: sqlite3.Connection, db_path: str | os.PathLike[str]) -> int:
     """Record every run whose process on this host is gone as failed; return how many."""
-    if conn.execute("SELECT 1 FROM runs_in_progress LIMIT 1").fetchone() is None:
-        return 0  # the usual case: one indexed look-up at open
-    host = socket.gethostname()
-    recorded = 0
-    for marker in read_markers(conn):
-        if marker.host != host or process_alive(marker.pid, marker.pid_started):
-            continue  # another machine's run, or still running
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            still_there = conn.execute(
-                "SELECT 1 FROM runs_in_progress WHERE stats_id = ?", (marker.stats_id,)
-            ).fetchone()
-            if still_there:  # another VPO may have reconciled it while we waited
-                _record_interrupted(conn, marker)
-                delete_marker(conn, marker.stats_id)
-                recorded += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return recorded
+    if not marker_path(db_path).exists():
+        return 0  # the usual case before any processing: one stat()
+    store = MarkerStore(db_path)
+    try:
+        host = socket.gethostname()
+        dead = [
+            m for m in store.read() if m.host == host and not process_alive(m.pid, m.pid_started)
+        ]
+        recorded = 0
+        for marker in dead:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                known = conn.execute(
+                    "SELECT 1 FROM processing_stats WHERE id = ?", (marker.stats_id,)
+                ).fetchone()
+                # Already there: the run was recorded and only the marker's deletion was lost.
+                if not known and _record_interrupted(conn, marker):
+                    recorded += 1
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            store.delete([marker.stats_id])
+        return recorded
+    finally:
+        store.close()
 
 
-def _record_interrupted(conn: sqlite3.Connection, marker: RunMarker) -> None:
+def _record_interrupted(conn: sqlite3.Connection, marker: RunMarker) -> bool:
     known = marker.attributes
     file_id = marker.file_id
     exists = (
@@ -149,9 +199,8 @@ def _record_interrupted(conn: sqlite3.Connection, marker: RunMarker) -> None:
     )
     if not exists:
         log.warning("Interrupted run %s names no known file; dropping its marker.", marker.stats_id)
-        return
+        return False
     size_before = int(known.get("size_before") or 0)
-    size_after = _size_on_disk(marker.file_path, size_before)
     started, last_seen = parse_utc(marker.started_at), parse_utc(marker.last_seen_at)
     counts = {
         key: int(known.get(f"{key}_before") or 0)
@@ -163,7 +212,7 @@ def _record_interrupted(conn: sqlite3.Connection, marker: RunMarker) -> None:
         processed_at=marker.started_at,
         policy_name=marker.policy_name,
         size_before=size_before,
-        size_after=size_after,
+        size_after=_size_on_disk(marker.file_path, size_before),
         duration_seconds=max((last_seen - started).total_seconds(), 0.0),
         success=False,
         error_message=(
@@ -178,10 +227,11 @@ def _record_interrupted(conn: sqlite3.Connection, marker: RunMarker) -> None:
         **{f"{k}_after": v for k, v in counts.items()},
     )
     try:
-        uuid.UUID(marker.stats_id)
         insert_run(conn, run)
-    except (InvalidRecordError, ValueError) as exc:
+    except (InvalidRecordError, sqlite3.IntegrityError) as exc:
         log.error("Cannot record interrupted run %s: %s", marker.stats_id, exc)
+        return False
+    return True
 
 
 def _size_on_disk(path: str | None, fallback: int) -> int:

@@ -149,24 +149,10 @@ def _track_totals_change(row: str, sign: str) -> str:
     """
 
 
-# Version 3: markers of runs in progress (so a run whose process dies is recorded as
-# interrupted), and library totals kept by triggers so a Prometheus scrape reads a few
-# rows instead of grouping every file and track.
-V3_RUNS_AND_LIBRARY_TOTALS = f"""
-CREATE TABLE runs_in_progress (
-    stats_id     TEXT PRIMARY KEY,
-    file_id      INTEGER,
-    file_path    TEXT,
-    policy_name  TEXT NOT NULL,
-    started_at   TEXT NOT NULL,
-    last_seen_at TEXT NOT NULL,
-    trace_id     TEXT,
-    host         TEXT NOT NULL,
-    pid          INTEGER NOT NULL,
-    pid_started  TEXT,
-    attributes   TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(attributes))
-);
-
+# Version 3: the first video track on the file row, and library totals kept by
+# triggers so a Prometheus scrape reads a few rows instead of grouping every file and
+# track.
+V3_LIBRARY_TOTALS = f"""
 ALTER TABLE files ADD COLUMN video_codec TEXT;
 ALTER TABLE files ADD COLUMN video_width INTEGER;
 ALTER TABLE files ADD COLUMN video_height INTEGER;
@@ -223,4 +209,23 @@ END;
 CREATE TRIGGER tracks_totals_delete AFTER DELETE ON tracks BEGIN
     {_track_totals_change("OLD", "-")}
 END;
+"""
+
+
+# The marker store (`<database>.runs`, see vpo.db.interrupted): runs in progress. A file
+# of its own so that marking a run never waits for the statistics writer's lock.
+MARKERS = """
+CREATE TABLE IF NOT EXISTS runs_in_progress (
+    stats_id     TEXT PRIMARY KEY,
+    file_id      INTEGER,
+    file_path    TEXT,
+    policy_name  TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    trace_id     TEXT,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    pid_started  TEXT,
+    attributes   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(attributes))
+);
 """

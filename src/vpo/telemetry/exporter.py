@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from vpo.db.connection import open_database
-from vpo.db.interrupted import delete_marker
+from vpo.db.interrupted import MarkerStore
 from vpo.db.stats import InvalidRecordError, ProcessingStatsRecord, insert_run
 from vpo.errors import DatabaseError
 from vpo.telemetry import attributes as attr
@@ -33,8 +33,14 @@ MAX_WAITING_SPANS = 500_000  # children whose root never comes (a bug) are dropp
 class StatsSpanExporter(SpanExporter):
     """Writes `processing_stats`, `performance_metrics` and `action_results` rows."""
 
-    def __init__(self, db_path: str | Path, busy_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        db_path: str | Path,
+        busy_timeout: float | None = None,
+        markers: MarkerStore | None = None,
+    ) -> None:
         self.db_path = Path(db_path)
+        self.markers = markers or MarkerStore(db_path)
         self.busy_timeout = busy_timeout
         self.runs_written = 0
         self.problems: list[str] = []  # refused rows and failed writes, for the CLI to report
@@ -74,6 +80,7 @@ class StatsSpanExporter(SpanExporter):
                     "%d span(s) ended without their vpo.process_file root", len(self._waiting)
                 )
             self._shut_down = True
+            self.markers.close()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -137,13 +144,16 @@ class StatsSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         self.runs_written += len(written)
         self._unwritten.clear()
+        try:
+            self.markers.delete(run.id for run in written)
+        except sqlite3.Error as exc:  # harmless: reconciling finds the run already recorded
+            log.warning("cannot clear the in-progress markers of recorded runs: %s", exc)
         return SpanExportResult.SUCCESS
 
     def _write_one(self, conn: sqlite3.Connection, run: ProcessingStatsRecord) -> bool:
         conn.execute("SAVEPOINT run")
         try:
             insert_run(conn, run)
-            delete_marker(conn, run.id)
         except (sqlite3.IntegrityError, InvalidRecordError) as exc:
             conn.execute("ROLLBACK TO run")
             conn.execute("RELEASE run")

@@ -1,15 +1,14 @@
-"""`RunMarkerProcessor`: a span processor that marks runs in progress in the database.
+"""`RunMarkerProcessor`: a span processor that marks runs in progress.
 
 At a root's start it writes a marker (stats id, file, policy, the before values known
-so far, this process's identity); at each phase's start it refreshes the marker with
-the root's current attributes (the before values are set by then) and the time. The
-exporter deletes the marker with the run's rows. If the process dies, the next
-`open_database` turns the marker into a failed, interrupted run.
+so far, this process's identity); at a phase's start it refreshes the marker when the
+root's before values changed (they are measured after the root starts) or a while has
+passed. The exporter deletes the marker once the run's rows are committed. If the
+process dies, the next `open_database` turns the marker into a failed, interrupted run.
 """
 
 import logging
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,93 +16,89 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from vpo.db.connection import open_database
-from vpo.db.interrupted import RunMarker, this_process, touch_marker, write_marker
-from vpo.errors import DatabaseError
+from vpo.db.interrupted import MarkerStore, RunMarker, this_process
 from vpo.telemetry import attributes as attr
 from vpo.timefmt import format_ns
 
 log = logging.getLogger(__name__)
 
-# Markers are written in the workflow's thread before work starts: never stall a run for
-# long on a busy database (a missed marker costs only crash-safety for that one run).
-MARKER_BUSY_TIMEOUT_SECONDS = 2.0
+REFRESH_AFTER_NS = 5 * 1_000_000_000  # how stale `last_seen_at` may get between phases
 
 
 class RunMarkerProcessor(SpanProcessor):
-    """Keeps `runs_in_progress` in step with the live `vpo.process_file` spans."""
+    """Keeps the marker store in step with the live `vpo.process_file` spans."""
 
-    def __init__(self, db_path: str | Path) -> None:
-        self.db_path = Path(db_path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._live: dict[int, Span] = {}  # root span id → root span
+    def __init__(self, store: MarkerStore) -> None:
+        self.store = store
+        self._live: dict[int, tuple[Span, dict[str, Any], int]] = {}  # root id → (span, known, ns)
         self._identity = this_process()
 
+    @classmethod
+    def for_database(cls, db_path: str | Path) -> "RunMarkerProcessor":
+        return cls(MarkerStore(db_path))
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        now = span.start_time or time.time_ns()
         if span.name == attr.PROCESS_FILE:
-            self._live[span.context.span_id] = span
-            self._write(span, span.start_time or time.time_ns(), new=True)
+            known = _before_values(span.attributes or {})
+            self._live[span.context.span_id] = (span, known, now)
+            self._mark(span, known, now)
         elif span.name == attr.PHASE and span.parent is not None:
-            root = self._live.get(span.parent.span_id)
-            if root is not None:
-                self._write(root, span.start_time or time.time_ns(), new=False)
+            entry = self._live.get(span.parent.span_id)
+            if entry is None:
+                return
+            root, known, touched = entry
+            current = _before_values(root.attributes or {})
+            if current != known or now - touched >= REFRESH_AFTER_NS:
+                self._live[span.parent.span_id] = (root, current, now)
+                self._touch(root, current, now)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.name == attr.PROCESS_FILE and span.context is not None:
             self._live.pop(span.context.span_id, None)
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self.store.close()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
 
-    def _write(self, root: Span, now_ns: int, *, new: bool) -> None:
-        attributes = dict(root.attributes or {})
-        stats_id = attributes.get(attr.STATS_ID)
+    def _mark(self, root: Span, known: dict[str, Any], now_ns: int) -> None:
+        a = root.attributes or {}
+        stats_id = a.get(attr.STATS_ID)
         if not isinstance(stats_id, str):
             return
-        known = _before_values(attributes)
+        host, pid, started = self._identity
+        marker = RunMarker(
+            stats_id=stats_id,
+            file_id=_opt_int(a.get(attr.FILE_ID)),
+            file_path=_opt_str(a.get(attr.FILE_PATH)),
+            policy_name=str(a.get(attr.POLICY_NAME, "")),
+            started_at=format_ns(root.start_time or now_ns),
+            last_seen_at=format_ns(now_ns),
+            trace_id=format(root.context.trace_id, "032x"),
+            host=host,
+            pid=pid,
+            pid_started=started,
+            attributes=known,
+        )
+        self._guarded(stats_id, self.store.write, marker)
+
+    def _touch(self, root: Span, known: dict[str, Any], now_ns: int) -> None:
+        stats_id = (root.attributes or {}).get(attr.STATS_ID)
+        if isinstance(stats_id, str):
+            self._guarded(stats_id, self.store.touch, stats_id, format_ns(now_ns), known)
+
+    @staticmethod
+    def _guarded(stats_id: str, write: Any, *args: Any) -> None:
         try:
-            with self._lock:
-                conn = self._connection()
-                if new:
-                    host, pid, started = self._identity
-                    write_marker(
-                        conn,
-                        RunMarker(
-                            stats_id=stats_id,
-                            file_id=_opt_int(attributes.get(attr.FILE_ID)),
-                            file_path=_opt_str(attributes.get(attr.FILE_PATH)),
-                            policy_name=str(attributes.get(attr.POLICY_NAME, "")),
-                            started_at=format_ns(root.start_time or now_ns),
-                            last_seen_at=format_ns(now_ns),
-                            trace_id=format(root.context.trace_id, "032x"),
-                            host=host,
-                            pid=pid,
-                            pid_started=started,
-                            attributes=known,
-                        ),
-                    )
-                else:
-                    touch_marker(conn, stats_id, format_ns(now_ns), known)
-        except (sqlite3.Error, DatabaseError) as exc:
+            write(*args)
+        except sqlite3.Error as exc:
             # The run itself is still exported at its end; only crash-safety is lost.
             log.warning("cannot mark run %s as in progress: %s", stats_id, exc)
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_database(
-                self.db_path, shared_between_threads=True, busy_timeout=MARKER_BUSY_TIMEOUT_SECONDS
-            )
-        return self._conn
 
-
-def _before_values(attributes: dict[str, Any]) -> dict[str, Any]:
+def _before_values(attributes: Any) -> dict[str, Any]:
     return {key: attributes[name] for name, key in attr.BEFORE_VALUES.items() if name in attributes}
 
 

@@ -6,6 +6,7 @@ a Prometheus registry, and (when `OTEL_EXPORTER_OTLP_*ENDPOINT` is set) spans to
     telemetry.shutdown()   # flushes: every run is in the database before the CLI exits
 """
 
+import gc
 import logging
 import os
 import threading
@@ -14,19 +15,25 @@ from pathlib import Path
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry
 
 from vpo import __version__
+from vpo.db.interrupted import MarkerStore
 from vpo.telemetry.collector import LibraryCollector
 from vpo.telemetry.exporter import StatsSpanExporter
 from vpo.telemetry.inflight import RunMarkerProcessor
 from vpo.telemetry.instruments import METER_NAME, RunMetrics, views
 
 log = logging.getLogger(__name__)
+
+# Spans waiting for the exporter. The SDK's default (2048) drops spans when runs end
+# faster than SQLite takes them; a dropped root would leave its run to be found only as
+# "interrupted". 32768 spans is over a thousand runs, a few tens of MB at worst.
+MAX_QUEUED_SPANS = 32_768
 
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -65,6 +72,17 @@ class Telemetry:
 _lock = threading.Lock()
 _current: Telemetry | None = None
 
+# Every run allocates thousands of short-lived span, attribute and metric objects; with
+# CPython's default thresholds (700, 10, 10) the collector runs so often that full
+# collections stall a run by up to ~100 ms (benchmarks/bench_telemetry.py). Fewer, larger
+# young collections keep the worst case near 10 ms.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Thresholds for a process that records many runs (see GC_THRESHOLDS)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 def configure_telemetry(db_path: str | Path) -> Telemetry:
     """The process's telemetry, configured on first call and installed as the global
@@ -72,6 +90,7 @@ def configure_telemetry(db_path: str | Path) -> Telemetry:
     global _current
     with _lock:
         if _current is None:
+            tune_garbage_collector()
             _current = build_telemetry(db_path)
             trace.set_tracer_provider(_current.tracer_provider)
             metrics.set_meter_provider(_current.meter_provider)
@@ -90,12 +109,14 @@ def build_telemetry(
 ) -> Telemetry:
     """Providers wired to `db_path`, not installed globally (tests build several)."""
     resource = _resource()
-    exporter = StatsSpanExporter(db_path, busy_timeout=exporter_busy_timeout)
+    markers = MarkerStore(db_path)
+    exporter = StatsSpanExporter(db_path, busy_timeout=exporter_busy_timeout, markers=markers)
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(RunMarkerProcessor(db_path))
+    tracer_provider.add_span_processor(RunMarkerProcessor(markers))
     tracer_provider.add_span_processor(
         BatchSpanProcessor(
             exporter,
+            max_queue_size=MAX_QUEUED_SPANS,
             max_export_batch_size=max_export_batch_size,
             schedule_delay_millis=schedule_delay_millis,
         )
@@ -104,7 +125,14 @@ def build_telemetry(
 
     registry = CollectorRegistry(auto_describe=True)
     reader = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], views=views())
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=[reader],
+        views=views(),
+        # The Prometheus text exposition carries no exemplars: sampling them inside every
+        # span would cost time for nothing.
+        exemplar_filter=AlwaysOffExemplarFilter(),
+    )
     registry.register(LibraryCollector(db_path))
     return Telemetry(
         tracer_provider=tracer_provider,
