@@ -4,6 +4,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -51,3 +53,19 @@ def tool_dir_without(tmp_path: Path, *hidden: str) -> str:
         if found and name not in hidden:
             (folder / name).symlink_to(found)
     return str(folder)
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[Path]:
+    """`path` made unwritable for real, even for root (chattr +i; chmod otherwise)."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    else:
+        path.chmod(0o444)
+    try:
+        yield path
+    finally:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o644)

@@ -7,12 +7,11 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import query
+from tests.helpers import query, read_only
 from tests.synthetic import emit, ten_action_run
 from vpo.db import open_database
 from vpo.db.interrupted import marker_path
@@ -101,30 +100,15 @@ def test_a_killed_run_is_recorded_as_interrupted(library_db: tuple[Path, Path]) 
     assert query(db, "SELECT count(*) FROM processing_stats")[0][0] == 1
 
 
-@pytest.fixture
-def immutable(library_db: tuple[Path, Path]) -> Iterator[Path]:
-    """The database file made read-only for real, even for root (chattr +i)."""
+def test_a_read_only_database_fails_the_export_loudly(library_db: tuple[Path, Path]) -> None:
     db, _video = library_db
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "+i", str(db)], check=True)
-    else:
-        db.chmod(0o444)
-    try:
-        yield db
-    finally:
-        if os.geteuid() == 0:
-            subprocess.run(["chattr", "-i", str(db)], check=True)
-        db.chmod(0o644)
-
-
-def test_a_read_only_database_fails_the_export_loudly(immutable: Path) -> None:
-    telemetry = build_telemetry(immutable, max_export_batch_size=2)
-    run = ten_action_run(file_id=1)
-    emit(telemetry.tracer, None, run)
-
-    problems = telemetry.shutdown()
+    with read_only(db):
+        telemetry = build_telemetry(db, max_export_batch_size=2)
+        run = ten_action_run(file_id=1)
+        emit(telemetry.tracer, None, run)
+        problems = telemetry.shutdown()
 
     assert problems, "a run that could not be written must be reported"
     assert any("readonly database" in p for p in problems)
     assert any("1 run(s) could not be recorded" in p for p in problems)
-    assert query(immutable, "SELECT count(*) FROM processing_stats")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM processing_stats")[0][0] == 0
