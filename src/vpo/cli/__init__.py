@@ -6,6 +6,7 @@ imports (rich, SQLite, OpenTelemetry) inside the command, so start-up stays fast
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ from vpo.errors import ExitCode, VpoError
 COMMANDS: dict[str, str] = {
     "doctor": "vpo.cli.doctor:doctor",
     "inspect": "vpo.cli.inspect:inspect",
+    "process": "vpo.cli.process:process",
     "samples": "vpo.cli.samples:samples",
     "scan": "vpo.cli.scan:scan",
 }
@@ -49,6 +51,10 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # `vpo … | head`: the reader left, nothing more to say
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except Exception as exc:

@@ -8,8 +8,11 @@ import click
 from vpo.cli.output import stderr_console, stderr_is_terminal
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import Progress, TaskID
 
+    from vpo.workflow.processor import RunResult
     from vpo.workflow.scan import Outcome
 
 
@@ -69,3 +72,61 @@ class ScanProgressDisplay:
         if outcome.value != "unchanged":  # a re-scan of a big library stays quiet
             suffix = f": {error}" if error else ""
             click.echo(f"[{self.done}/{self.total}] {outcome.value} {path}{suffix}", err=True)
+
+
+class BatchProgressDisplay:
+    """Progress of `vpo process`: a bar on a terminal, one line per file otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> "BatchProgressDisplay":
+        if stderr_is_terminal():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("Processing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[current]}", style="dim"),
+                console=stderr_console(),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("process", total=self.total, current="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def started(self, path: "Path") -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, current=path.name[-60:])
+
+    def finished(self, result: "RunResult") -> None:
+        from vpo.cli.output import human_size
+
+        self.done += 1
+        if result.success:
+            line = (
+                f"[{self.done}/{self.total}] ok {result.path} ({result.changes} change(s), "
+                f"saved {human_size(result.saved)})"
+            )
+        else:
+            line = f"[{self.done}/{self.total}] FAILED {result.path}: {result.error}"
+        if self._bar is not None and self._task is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+            self._bar.update(self._task, advance=1)
+        else:
+            click.echo(line, err=True)

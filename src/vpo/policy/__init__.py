@@ -1,0 +1,1 @@
+"""Policies: the YAML format (schema), loading with friendly errors, and planning."""

@@ -1,0 +1,316 @@
+"""The per-file processor: one policy run on one file, described only through spans.
+
+    vpo.process_file (root: before values at start, after values before it ends)
+      └─ vpo.phase (one per policy phase: I/O, fps, bitrate)
+           └─ vpo.action (one per planned action: type, track, before/after, rule)
+
+It also records the live metrics and refreshes the file's `files`/`tracks` rows; it
+never writes a statistics row — the exporter builds those from the spans.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from vpo.errors import VpoError
+from vpo.executor.phase import PhaseExecutor, PhaseOutcome
+from vpo.executor.safe_replace import remove_stale_temporaries
+from vpo.media.hashing import partial_hash
+from vpo.media.probe import ProbeError, probe
+from vpo.media.tracks import MediaInfo, TrackType
+from vpo.policy.planner import PhasePlan, Plan, PlannedAction, plan
+from vpo.policy.schema import Policy
+from vpo.telemetry import attributes as attr
+from vpo.telemetry.instruments import RunMetrics, RunOutcome
+from vpo.workflow.library_store import LibraryStore
+
+ProgressCallback = Callable[[str, float], None]  # (phase name, fraction of the phase done)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did, for the command's progress lines and summary."""
+
+    path: Path
+    stats_id: str
+    success: bool
+    error: str | None
+    size_before: int
+    size_after: int
+    changes: int
+
+    @property
+    def saved(self) -> int:
+        return self.size_before - self.size_after
+
+
+class FileProcessor:
+    """Applies one policy to files, one run per call to `process`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: LibraryStore,
+        tracer: trace.Tracer,
+        metrics: RunMetrics,
+        executor: PhaseExecutor | None = None,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.tracer = tracer
+        self.metrics = metrics
+        self.executor = executor or PhaseExecutor()
+
+    def process(self, path: Path, on_progress: ProgressCallback | None = None) -> RunResult:
+        path = path.resolve()
+        remove_stale_temporaries(path.parent)  # left by a VPO that was killed mid-write
+        file_id = self._file_id(path)
+        run = _Run(self, path, file_id, str(uuid.uuid4()), on_progress)
+        return run.execute()
+
+    def _file_id(self, path: Path) -> int:
+        known = self.store.known(path)
+        if known is not None:
+            return known.file_id
+        try:
+            return self.store.save(path, probe(path), partial_hash(path))
+        except ProbeError as exc:
+            return self.store.save(path, None, partial_hash(path), scan_error=exc.message)
+
+
+class _Run:
+    """The state of one run while it executes."""
+
+    def __init__(
+        self,
+        processor: FileProcessor,
+        path: Path,
+        file_id: int,
+        stats_id: str,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.p = processor
+        self.path = path
+        self.file_id = file_id
+        self.stats_id = stats_id
+        self.on_progress = on_progress
+        self.size_before = 0
+        self.size_after = 0
+        self.before: MediaInfo | None = None
+        self.completed = 0
+        self.changes = 0
+        self.plan: Plan | None = None
+
+    def execute(self) -> RunResult:
+        policy = self.p.policy
+        start_attributes = {
+            attr.STATS_ID: self.stats_id,
+            attr.FILE_ID: self.file_id,
+            attr.FILE_PATH: str(self.path),
+            attr.POLICY_NAME: policy.name,
+            attr.PHASES_TOTAL: len(policy.phases),
+        }
+        self.p.metrics.run_started()
+        started = time.monotonic()
+        error: str | None = None
+        with self.p.tracer.start_as_current_span(
+            attr.PROCESS_FILE,
+            attributes=start_attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as root:
+            try:
+                self._measure_before(root)
+                self.plan = plan(self.before, policy)  # type: ignore[arg-type]
+                self._run_phases()
+                self._measure_after(root, failed=False)
+            except Exception as exc:  # every failure is recorded on the run, never raised
+                error = exc.message if isinstance(exc, VpoError) else f"{type(exc).__name__}: {exc}"
+                root.record_exception(exc)
+                root.set_status(Status(StatusCode.ERROR, error))
+                self._measure_after(root, failed=True)
+            root.set_attributes(
+                {attr.PHASES_COMPLETED: self.completed, attr.CHANGES_TOTAL: self.changes}
+            )
+        self._record_metrics(error is None, time.monotonic() - started)
+        return RunResult(
+            self.path,
+            self.stats_id,
+            error is None,
+            error,
+            self.size_before,
+            self.size_after,
+            self.changes,
+        )
+
+    def _measure_before(self, root: Span) -> None:
+        self.size_before = self.size_after = self.path.stat().st_size
+        root.set_attributes(
+            {attr.SIZE_BEFORE: self.size_before, attr.HASH_BEFORE: partial_hash(self.path)}
+        )
+        self.before = probe(self.path)
+        root.set_attributes(
+            {
+                attr.AUDIO_BEFORE: self.before.count(TrackType.AUDIO),
+                attr.SUBTITLE_BEFORE: self.before.count(TrackType.SUBTITLE),
+                attr.ATTACHMENT_BEFORE: self.before.count(TrackType.ATTACHMENT),
+                **(
+                    {attr.VIDEO_SOURCE_CODEC: self.before.video_codec}
+                    if self.before.video_codec
+                    else {}
+                ),
+            }
+        )
+
+    def _run_phases(self) -> None:
+        assert self.plan is not None and self.before is not None
+        media = self.before
+        current = {t.index: t.index for t in media.tracks}
+        for phase in self.plan.phases:
+            outcome = self._run_phase(phase, media, current)
+            media, current = outcome.media, outcome.current
+            self.completed += 1
+            self.changes += len(phase.actions)
+
+    def _run_phase(
+        self, phase: PhasePlan, media: MediaInfo, current: dict[int, int]
+    ) -> PhaseOutcome:
+        tracer, metrics = self.p.tracer, self.p.metrics
+        with tracer.start_as_current_span(
+            attr.PHASE,
+            attributes={attr.PHASE_NAME: phase.name},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            started = time.monotonic()
+            # One tool run does all of a phase's actions, so each action's span covers it.
+            actions = [
+                (a, tracer.start_span(attr.ACTION, attributes=_action_attributes(a)))
+                for a in phase.actions
+            ]
+            try:
+                outcome = self.p.executor.run(
+                    self.path, media, current, phase, self._phase_progress(phase.name)
+                )
+            except Exception as exc:
+                message = exc.message if isinstance(exc, VpoError) else str(exc)
+                for action, action_span in actions:
+                    action_span.set_status(Status(StatusCode.ERROR, message))
+                    action_span.end()
+                    metrics.action_finished(
+                        action.action_type, action.track_type, False, time.monotonic() - started
+                    )
+                span.set_status(Status(StatusCode.ERROR, message))
+                metrics.phase_finished(self.p.policy.name, phase.name, time.monotonic() - started)
+                raise
+            for action, action_span in actions:
+                action_span.set_attribute(
+                    attr.ACTION_MESSAGE, f"{outcome.tool}: {action.describe()}"
+                )
+                action_span.end()
+                metrics.action_finished(
+                    action.action_type, action.track_type, True, time.monotonic() - started
+                )
+            span.set_attributes(_phase_attributes(outcome))
+            metrics.phase_finished(
+                self.p.policy.name,
+                phase.name,
+                time.monotonic() - started,
+                outcome.bytes_read,
+                outcome.bytes_written,
+            )
+            if outcome.encoding_fps is not None and self.plan and self.plan.video_target_codec:
+                metrics.transcode_finished(self.plan.video_target_codec, outcome.encoding_fps)
+            return outcome
+
+    def _phase_progress(self, name: str) -> Callable[[float], None] | None:
+        if self.on_progress is None:
+            return None
+        callback = self.on_progress
+        return lambda fraction: callback(name, fraction)
+
+    def _measure_after(self, root: Span, failed: bool) -> None:
+        """After values from the file as it is now (after a failure: as it was left,
+        which is the original unless an earlier phase already finished)."""
+        try:
+            self.size_after = self.path.stat().st_size
+            after_hash = partial_hash(self.path)
+            after = probe(self.path)
+        except (OSError, ProbeError):
+            return  # the before values stand for the after ones
+        changed = {
+            attr.SIZE_AFTER: self.size_after,
+            attr.HASH_AFTER: after_hash,
+            attr.AUDIO_AFTER: after.count(TrackType.AUDIO),
+            attr.SUBTITLE_AFTER: after.count(TrackType.SUBTITLE),
+            attr.ATTACHMENT_AFTER: after.count(TrackType.ATTACHMENT),
+        }
+        if self.plan is not None and not failed:
+            changed |= {
+                attr.VIDEO_TRANSCODE_SKIPPED: self.plan.video_skip_reason is not None,
+                attr.AUDIO_TRANSCODED: self.plan.audio_transcoded,
+                attr.AUDIO_PRESERVED: self.plan.audio_preserved,
+            }
+            if self.plan.video_skip_reason:
+                changed[attr.VIDEO_SKIP_REASON] = self.plan.video_skip_reason
+            if self.plan.video_target_codec:
+                changed[attr.VIDEO_TARGET_CODEC] = self.plan.video_target_codec
+        root.set_attributes(changed)
+        self.p.store.save(self.path, after, after_hash)
+        self._after = after
+
+    def _record_metrics(self, success: bool, seconds: float) -> None:
+        before = self.before
+        after = getattr(self, "_after", None)
+        removed: dict[str, int] = {}
+        if before is not None and after is not None:
+            for kind in (TrackType.AUDIO, TrackType.SUBTITLE, TrackType.ATTACHMENT):
+                removed[kind.value] = max(before.count(kind) - after.count(kind), 0)
+        done = success and self.plan is not None
+        self.p.metrics.run_finished(
+            RunOutcome(
+                policy=self.p.policy.name,
+                success=success,
+                size_before=self.size_before,
+                size_after=self.size_after,
+                duration_seconds=seconds,
+                tracks_removed=removed,
+                video_transcoded=bool(done and self.plan.video_target_codec),  # type: ignore[union-attr]
+                video_skipped=bool(done and self.plan.video_skip_reason),  # type: ignore[union-attr]
+                audio_transcoded=self.plan.audio_transcoded if done else 0,  # type: ignore[union-attr]
+                audio_preserved=self.plan.audio_preserved if done else 0,  # type: ignore[union-attr]
+            )
+        )
+
+
+def _action_attributes(action: PlannedAction) -> dict[str, Any]:
+    values: dict[str, Any] = {attr.ACTION_TYPE: action.action_type, attr.ACTION_RULE: action.rule}
+    if action.track_type is not None:
+        values[attr.TRACK_TYPE] = action.track_type
+    if action.track_index is not None:
+        values[attr.TRACK_INDEX] = action.track_index
+    if action.before is not None:
+        values[attr.ACTION_BEFORE] = json.dumps(action.before, sort_keys=True)
+    if action.after is not None:
+        values[attr.ACTION_AFTER] = json.dumps(action.after, sort_keys=True)
+    return values
+
+
+def _phase_attributes(outcome: PhaseOutcome) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in (
+        (attr.BYTES_READ, outcome.bytes_read),
+        (attr.BYTES_WRITTEN, outcome.bytes_written),
+        (attr.ENCODING_FPS, outcome.encoding_fps),
+        (attr.ENCODING_BITRATE, outcome.encoding_bitrate),
+    ):
+        if value is not None:
+            values[name] = value
+    return values
