@@ -51,6 +51,10 @@ class Telemetry:
     _closed: bool = field(default=False, repr=False)
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def tracer(self) -> trace.Tracer:
         return self.tracer_provider.get_tracer("vpo", __version__)
 
@@ -85,17 +89,22 @@ def tune_garbage_collector() -> None:
 
 
 def configure_telemetry(db_path: str | Path) -> Telemetry:
-    """The process's telemetry, configured on first call and installed as the global
-    OpenTelemetry providers; later calls return the same object."""
+    """The process's telemetry for `db_path`, configured on first call; later calls return
+    the same object. Once it is shut down (a command ended), the next call configures
+    afresh, so one process can run several commands in turn (tests do). The first
+    providers are also installed as OpenTelemetry's globals, for other instrumentation."""
     global _current
     with _lock:
-        if _current is None:
-            tune_garbage_collector()
-            _current = build_telemetry(db_path)
+        if _current is not None and not _current.closed:
+            if _current.exporter.db_path != Path(db_path):
+                raise RuntimeError("telemetry is already running for another database")
+            return _current
+        first = _current is None
+        tune_garbage_collector()
+        _current = build_telemetry(db_path)
+        if first:
             trace.set_tracer_provider(_current.tracer_provider)
             metrics.set_meter_provider(_current.meter_provider)
-        elif _current.exporter.db_path != Path(db_path):
-            raise RuntimeError("telemetry is already configured for another database")
         return _current
 
 
