@@ -9,6 +9,9 @@ from vpo.policy.planner import PlannedAction, TrackState
 
 VIDEO_ENCODERS = {"hevc": "libx265", "h264": "libx264", "av1": "libsvtav1", "vp9": "libvpx-vp9"}
 AUDIO_ENCODERS = {"aac": "aac", "ac3": "ac3", "eac3": "eac3", "opus": "libopus", "flac": "flac"}
+# Matroska statistics tags (written by mkvmerge) describe the old encoding; ffmpeg would
+# copy them onto a re-encoded stream, so they are cleared there.
+STATISTICS_TAGS = ("BPS", "DURATION", "NUMBER_OF_BYTES", "NUMBER_OF_FRAMES")
 MUXERS = {"mkv": "matroska", "webm": "webm", "mp4": "mp4", "m4v": "mp4", "mov": "mov"}
 
 
@@ -79,6 +82,9 @@ def ffmpeg_args(
         wish = settings.get(ts.original_index)
         if wish is not None:
             codec_args += _encoder_args(position, ts.kind, wish)
+            for tag in STATISTICS_TAGS:
+                for name in (tag, f"{tag}-eng"):
+                    codec_args += [f"-metadata:s:{position}", f"{name}="]
         dispositions = [
             name
             for name, on in (("default", ts.track.is_default), ("forced", ts.track.is_forced))
