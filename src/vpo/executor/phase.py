@@ -78,7 +78,8 @@ class PhaseExecutor:
             raise
         return PhaseOutcome(
             tool=outcome.tool,
-            media=probe(path),
+            # The verified temporary file is now the original: its probe describes it.
+            media=replace(outcome.media, path=str(path)),
             current={ts.original_index: position for position, ts in enumerate(wanted)},
             seconds=outcome.seconds,
             bytes_read=outcome.bytes_read,

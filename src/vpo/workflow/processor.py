@@ -71,18 +71,20 @@ class FileProcessor:
     def process(self, path: Path, on_progress: ProgressCallback | None = None) -> RunResult:
         path = path.resolve()
         remove_stale_temporaries(path.parent)  # left by a VPO that was killed mid-write
-        file_id = self._file_id(path)
-        run = _Run(self, path, file_id, str(uuid.uuid4()), on_progress)
+        file_id, fresh = self._file_id(path)
+        run = _Run(self, path, file_id, str(uuid.uuid4()), on_progress, fresh)
         return run.execute()
 
-    def _file_id(self, path: Path) -> int:
+    def _file_id(self, path: Path) -> tuple[int, MediaInfo | None]:
+        """The file's id, scanning it first when it is new (that probe is then fresh)."""
         known = self.store.known(path)
         if known is not None:
-            return known.file_id
+            return known.file_id, None
         try:
-            return self.store.save(path, probe(path), partial_hash(path))
+            media = probe(path)
         except ProbeError as exc:
-            return self.store.save(path, None, partial_hash(path), scan_error=exc.message)
+            return self.store.save(path, None, partial_hash(path), scan_error=exc.message), None
+        return self.store.save(path, media, partial_hash(path)), media
 
 
 class _Run:
@@ -95,8 +97,10 @@ class _Run:
         file_id: int,
         stats_id: str,
         on_progress: ProgressCallback | None,
+        fresh: MediaInfo | None = None,
     ) -> None:
         self.p = processor
+        self.fresh = fresh  # a probe taken just now, when the file was new
         self.path = path
         self.file_id = file_id
         self.stats_id = stats_id
@@ -104,6 +108,7 @@ class _Run:
         self.size_before = 0
         self.size_after = 0
         self.before: MediaInfo | None = None
+        self.after: MediaInfo | None = None  # the last verified probe of a phase's result
         self.completed = 0
         self.changes = 0
         self.plan: Plan | None = None
@@ -155,7 +160,9 @@ class _Run:
         root.set_attributes(
             {attr.SIZE_BEFORE: self.size_before, attr.HASH_BEFORE: partial_hash(self.path)}
         )
-        self.before = probe(self.path)
+        fresh = self.fresh
+        unchanged = fresh is not None and fresh.size_bytes == self.size_before
+        self.before = fresh if unchanged else probe(self.path)
         root.set_attributes(
             {
                 attr.AUDIO_BEFORE: self.before.count(TrackType.AUDIO),
@@ -175,6 +182,8 @@ class _Run:
         current = {t.index: t.index for t in media.tracks}
         for phase in self.plan.phases:
             outcome = self._run_phase(phase, media, current)
+            if outcome.tool is not None:
+                self.after = outcome.media  # probed by the phase's verification
             media, current = outcome.media, outcome.current
             self.completed += 1
             self.changes += len(phase.actions)
@@ -238,11 +247,16 @@ class _Run:
 
     def _measure_after(self, root: Span, failed: bool) -> None:
         """After values from the file as it is now (after a failure: as it was left,
-        which is the original unless an earlier phase already finished)."""
+        which is the original unless an earlier phase already finished). A successful
+        run reuses the probe that verified its last tool's output, or the before probe
+        when no tool ran; a failed one probes again."""
         try:
             self.size_after = self.path.stat().st_size
             after_hash = partial_hash(self.path)
-            after = probe(self.path)
+            if failed or (self.after is None and self.before is None):
+                after = probe(self.path)
+            else:
+                after = self.after or self.before
         except (OSError, ProbeError):
             return  # the before values stand for the after ones
         changed = {
@@ -264,11 +278,10 @@ class _Run:
                 changed[attr.VIDEO_TARGET_CODEC] = self.plan.video_target_codec
         root.set_attributes(changed)
         self.p.store.save(self.path, after, after_hash)
-        self._after = after
+        self.after = after
 
     def _record_metrics(self, success: bool, seconds: float) -> None:
-        before = self.before
-        after = getattr(self, "_after", None)
+        before, after = self.before, self.after
         removed: dict[str, int] = {}
         if before is not None and after is not None:
             for kind in (TrackType.AUDIO, TrackType.SUBTITLE, TrackType.ATTACHMENT):
