@@ -17,26 +17,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _common import drop_page_cache
 from vpo.media.hashing import partial_hash
 
 VPO = Path(sys.executable).with_name("vpo")
-
-
-def _drop_page_cache() -> bool:
-    """Ask the kernel to forget cached file pages (root only); True when it worked."""
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def _time_ms(action: Callable[[], object], repeat: int, cold: bool = False) -> list[float]:
     times = []
     for _ in range(repeat):
         if cold:
-            _drop_page_cache()
+            drop_page_cache()
         start = time.perf_counter()
         action()
         times.append((time.perf_counter() - start) * 1000)
@@ -78,7 +69,7 @@ def main() -> None:
             _time_ms(lambda: partial_hash(big), args.repeat),
             "<= 20 ms",
         )
-        if _drop_page_cache():
+        if drop_page_cache():
             cold_small = _time_ms(lambda: partial_hash(small), args.repeat, cold=True)
             cold_big = _time_ms(lambda: partial_hash(big), args.repeat, cold=True)
             _report("partial hash, 20 MB, page cache dropped", cold_small, "<= 20 ms")

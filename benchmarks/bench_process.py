@@ -26,6 +26,7 @@ from typing import Any
 import vpo.executor.matroska as matroska_module
 import vpo.executor.phase as phase_module
 import vpo.media.probe as probe_module
+from _common import drop_page_cache
 from vpo.policy.loader import load_policy
 from vpo.samples import make_samples
 from vpo.telemetry.setup import build_telemetry, tune_garbage_collector
@@ -44,15 +45,6 @@ phases:
     default_flags: {audio: preferred}
     set_language: [{track_type: audio, from: und, to: jpn}]
 """
-
-
-def _drop_page_cache() -> bool:
-    try:
-        os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        return False
-    return True
 
 
 def _big_mkv(folder: Path, gigabytes: float) -> Path:
@@ -113,7 +105,7 @@ def _big_mkv(folder: Path, gigabytes: float) -> Path:
 def _timed(args: list[str], cold: bool) -> float:
     os.sync()  # no writeback of earlier work inside the timing
     if cold:
-        _drop_page_cache()
+        drop_page_cache()
     start = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -141,7 +133,7 @@ def metadata_vs_remux(work: Path, gigabytes: float, repeat: int = 3) -> None:
     print(f"file: {size / 1e9:.2f} GB MKV (H.264 720p + 2 AAC)")
     languages = ["und", "jpn"]
     for cold in (False, True):
-        if cold and not _drop_page_cache():
+        if cold and not drop_page_cache():
             print("(page cache cannot be dropped here: cold figures skipped)")
             break
         commands, runs, remuxes = [], [], []

@@ -69,3 +69,16 @@ def read_only(path: Path) -> Iterator[Path]:
         if as_root:
             subprocess.run(["chattr", "-i", str(path)], check=True)
         path.chmod(0o644)
+
+
+def database_with_files(path: Path, count: int = 1) -> Path:
+    """A VPO database holding `count` file rows (ids 1..count) for runs to refer to."""
+    from vpo.db import open_database
+
+    conn = open_database(path)
+    conn.executemany(
+        "INSERT INTO files (id, path, size_bytes, mtime, scanned_at) VALUES (?, ?, 1, 1, 'x')",
+        [(i, f"/library/file-{i}.mkv") for i in range(1, count + 1)],
+    )
+    conn.close()
+    return path

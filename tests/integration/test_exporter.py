@@ -12,9 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from tests.helpers import query
+from tests.helpers import database_with_files, query
 from tests.synthetic import SyntheticRun, emit, ten_action_run
-from vpo.db import open_database
 from vpo.db.interrupted import marker_path
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.setup import Telemetry, build_telemetry
@@ -24,14 +23,7 @@ RUNS = 12
 
 @pytest.fixture
 def stats_db(tmp_path: Path) -> Path:
-    path = tmp_path / "stats.db"
-    conn = open_database(path)
-    conn.executemany(
-        "INSERT INTO files (id, path, size_bytes, mtime, scanned_at) VALUES (?, ?, 1, 1, 'x')",
-        [(i, f"/library/file-{i}.mkv") for i in range(1, 4)],
-    )
-    conn.close()
-    return path
+    return database_with_files(tmp_path / "stats.db", 3)
 
 
 def _telemetry_with_copy(db: Path) -> tuple[Telemetry, InMemorySpanExporter]:

@@ -13,8 +13,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.helpers import database_with_files
 from tests.synthetic import emit, ten_action_run
-from vpo.db import open_database
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.setup import build_telemetry
 
@@ -53,13 +53,7 @@ def receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
 
 
 def _db(tmp_path: Path) -> Path:
-    db = tmp_path / "vpo.db"
-    conn = open_database(db)
-    conn.execute(
-        "INSERT INTO files (id, path, size_bytes, mtime, scanned_at) VALUES (1, '/a', 1, 1, 'x')"
-    )
-    conn.close()
-    return db
+    return database_with_files(tmp_path / "vpo.db")
 
 
 def test_spans_reach_the_otlp_endpoint(

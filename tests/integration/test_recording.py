@@ -7,8 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.helpers import query, read_only
-from vpo.db import open_database
+from tests.helpers import database_with_files, query, read_only
 from vpo.db.interrupted import marker_path
 
 SCRIPT = textwrap.dedent(
@@ -36,13 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _db(tmp_path: Path) -> Path:
-    db = tmp_path / "vpo.db"
-    conn = open_database(db)
-    conn.execute(
-        "INSERT INTO files (id, path, size_bytes, mtime, scanned_at) VALUES (1, '/a', 1, 1, 'x')"
-    )
-    conn.close()
-    return db
+    return database_with_files(tmp_path / "vpo.db")
 
 
 def _free_port() -> int:
