@@ -78,3 +78,19 @@ def test_nothing_probed_is_an_error() -> None:
 )
 def test_container_names(format_name: str, name: str, expected: str) -> None:
     assert container_name(format_name, Path(name)) == expected
+
+
+def test_a_quick_probe_is_complete_only_with_what_policies_read() -> None:
+    from vpo.media.probe import _complete
+    from vpo.media.tracks import MediaInfo, Track
+
+    def media(*tracks: Track, duration: float | None = 5.0) -> MediaInfo:
+        return MediaInfo("/x/a.mkv", "mkv", duration, 1, tracks)
+
+    video = Track(0, TrackType.VIDEO, "h264", width=1920, height=1080)
+    audio = Track(1, TrackType.AUDIO, "ac3", channels=6)
+    assert _complete(media(video, audio))
+    assert not _complete(media(Track(0, TrackType.VIDEO, "h264"), audio))  # no size yet
+    assert not _complete(media(video, Track(1, TrackType.AUDIO, "dts")))  # no channels yet
+    assert not _complete(media(video, Track(1, TrackType.AUDIO, "none", channels=2)))
+    assert not _complete(media(video, audio, duration=None))

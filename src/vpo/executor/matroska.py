@@ -9,6 +9,7 @@ command is built from them.
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from vpo.executor.process import ToolError, run_tool
 from vpo.media.tools import require_tool
@@ -32,10 +33,18 @@ class MatroskaIds:
     attachment_id: dict[int, int]
 
 
-def identify(media: MediaInfo) -> MatroskaIds:
+def identify_json(path: str) -> dict[str, Any]:
+    """`mkvmerge -J` of the file (the workflow starts it alongside the first probe)."""
     mkvmerge = require_tool("mkvmerge")
-    result = run_tool([mkvmerge, "-J", media.path], timeout=IDENTIFY_TIMEOUT_SECONDS)
-    info = json.loads(result.stdout)
+    result = run_tool([mkvmerge, "-J", path], timeout=IDENTIFY_TIMEOUT_SECONDS)
+    return json.loads(result.stdout)
+
+
+def identify(media: MediaInfo, info: dict[str, Any] | None = None) -> MatroskaIds:
+    """mkvmerge's numbering of the file `media` describes; `info` is its `mkvmerge -J`
+    when already at hand (it must describe the same bytes)."""
+    if info is None:
+        info = identify_json(media.path)
     tracks = [t for t in media.tracks if t.track_type is not TrackType.ATTACHMENT]
     attachments = [t for t in media.tracks if t.track_type is TrackType.ATTACHMENT]
     mkv_tracks = info.get("tracks", [])

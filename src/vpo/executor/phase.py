@@ -9,6 +9,7 @@ exactly the tracks the plan expects before it replaces the original.
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vpo.errors import VpoError
 from vpo.executor import ffmpeg, matroska
@@ -59,16 +60,18 @@ class PhaseExecutor:
         current: dict[int, int],
         phase: PhasePlan,
         on_progress: ProgressCallback | None = None,
+        identified: dict[str, Any] | None = None,
     ) -> PhaseOutcome:
+        """Execute `phase`; `identified` is `mkvmerge -J` of the file as it is now, if known."""
         if not phase.actions:
             return PhaseOutcome(None, media, current)
         wanted = list(phase.tracks_after)
         if media.container in MATROSKA and not phase.structural:
-            return self._propedit(path, media, current, wanted)
+            return self._propedit(path, media, current, wanted, identified)
         output = TemporaryOutput(path)
         try:
             if media.container in MATROSKA and not phase.transcodes:
-                outcome = self._mkvmerge(path, output.path, media, current, wanted)
+                outcome = self._mkvmerge(path, output.path, media, current, wanted, identified)
             else:
                 outcome = self._ffmpeg(path, output.path, media, current, phase, on_progress)
             _verify(outcome.media, wanted, output.path)
@@ -89,9 +92,14 @@ class PhaseExecutor:
         )
 
     def _propedit(
-        self, path: Path, media: MediaInfo, current: dict[int, int], wanted: list[TrackState]
+        self,
+        path: Path,
+        media: MediaInfo,
+        current: dict[int, int],
+        wanted: list[TrackState],
+        identified: dict[str, Any] | None,
     ) -> PhaseOutcome:
-        ids = matroska.identify(media)
+        ids = matroska.identify(media, identified)
         args = matroska.propedit_args(str(path), ids, current, wanted, media)
         result = self._tool(args, PROPEDIT_TIMEOUT_SECONDS, ok_codes=(0, 1))
         after = probe(path)
@@ -105,8 +113,9 @@ class PhaseExecutor:
         media: MediaInfo,
         current: dict[int, int],
         wanted: list[TrackState],
+        identified: dict[str, Any] | None,
     ) -> PhaseOutcome:
-        ids = matroska.identify(media)
+        ids = matroska.identify(media, identified)
         args = matroska.remux_args(str(path), str(temp), ids, current, wanted)
         result = self._tool(args, _remux_timeout(media), ok_codes=(0, 1))  # 1 = warnings
         return _outcome("mkvmerge", _probe_output(temp), current, result)

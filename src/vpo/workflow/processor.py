@@ -9,9 +9,11 @@ never writes a statistics row — the exporter builds those from the spans.
 """
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from vpo.errors import VpoError
+from vpo.executor.matroska import identify_json
 from vpo.executor.phase import PhaseExecutor, PhaseOutcome
 from vpo.executor.safe_replace import remove_stale_temporaries
 from vpo.media.hashing import partial_hash
@@ -109,6 +112,7 @@ class _Run:
         self.size_after = 0
         self.before: MediaInfo | None = None
         self.after: MediaInfo | None = None  # the last verified probe of a phase's result
+        self.identified: dict[str, Any] | None = None  # mkvmerge -J of the file as it is
         self.completed = 0
         self.changes = 0
         self.plan: Plan | None = None
@@ -162,7 +166,15 @@ class _Run:
         )
         fresh = self.fresh
         unchanged = fresh is not None and fresh.size_bytes == self.size_before
+        # mkvmerge's view of a Matroska file is needed to edit it; ask alongside ffprobe
+        # (when the scan's probe is reused, the executor asks only if a phase needs it).
+        identifying = (
+            _background().submit(identify_json, str(self.path))
+            if not unchanged and self.path.suffix.lower() in MATROSKA_SUFFIXES
+            else None
+        )
         self.before = fresh if unchanged else probe(self.path)
+        self.identified = _result_or_none(identifying)
         root.set_attributes(
             {
                 attr.AUDIO_BEFORE: self.before.count(TrackType.AUDIO),
@@ -206,8 +218,15 @@ class _Run:
             ]
             try:
                 outcome = self.p.executor.run(
-                    self.path, media, current, phase, self._phase_progress(phase.name)
+                    self.path,
+                    media,
+                    current,
+                    phase,
+                    self._phase_progress(phase.name),
+                    self.identified,
                 )
+                if phase.structural:
+                    self.identified = None  # a new file: mkvmerge's numbering may differ
             except Exception as exc:
                 message = exc.message if isinstance(exc, VpoError) else str(exc)
                 for action, action_span in actions:
@@ -301,6 +320,30 @@ class _Run:
                 audio_preserved=self.plan.audio_preserved if done else 0,  # type: ignore[union-attr]
             )
         )
+
+
+MATROSKA_SUFFIXES = frozenset({".mkv", ".webm", ".mk3d"})
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """A few threads for tool calls that run alongside another (they wait on processes)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vpo-aside")
+        return _pool
+
+
+def _result_or_none(future: "Future[dict[str, Any]] | None") -> dict[str, Any] | None:
+    """The side call's answer; if it failed, the executor asks again and reports why."""
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except (VpoError, ValueError):
+        return None
 
 
 def _action_attributes(action: PlannedAction) -> dict[str, Any]:
