@@ -70,8 +70,13 @@ STATS_COLUMNS = {
         "encoding_bitrate",
     ],
 }
-STATS_INDEXES = {
-    "processing_stats": [["file_id"], ["policy_name"], ["processed_at"], ["success"]],
+STATS_INDEXES = {  # DATA-MODEL.md's indexes; version 4 adds the time to three of them
+    "processing_stats": [
+        ["file_id", "processed_at"],
+        ["policy_name", "processed_at"],
+        ["processed_at"],
+        ["success", "processed_at"],
+    ],
     "action_results": [["stats_id"], ["action_type"], ["track_type"]],
     "performance_metrics": [["stats_id"], ["phase_name"]],
 }

@@ -28,6 +28,19 @@ class AppContext:
 
         return open_database(self.resolved_db_path)
 
+    def connect_existing(self) -> sqlite3.Connection:
+        """Open the database for reading statistics; a missing file is not created but
+        answered with "no statistics" (exit 65)."""
+        from vpo.errors import NoStatisticsError
+
+        path = self.resolved_db_path
+        if not path.exists():
+            raise NoStatisticsError(
+                f"No statistics yet: there is no database at {path} "
+                "(run `vpo process` first, or pass --db)."
+            )
+        return self.connect()
+
 
 def _set_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:

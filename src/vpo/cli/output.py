@@ -59,3 +59,13 @@ def stderr_console() -> "Console":
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+def human_time(stamp: str | None) -> str:
+    """A stored timestamp as `2026-11-24 13:05` (UTC), for tables."""
+    return "-" if not stamp else stamp[:16].replace("T", " ")
+
+
+def human_percent(share: float) -> str:
+    """A share (0 to 1) as `81.1%`."""
+    return f"{share * 100:.1f}%"

@@ -7,7 +7,7 @@ upgrade leaves the database at the last complete version with every row in place
 import sqlite3
 from dataclasses import dataclass
 
-from vpo.db.schema import V1_LIBRARY, V2_STATISTICS, V3_LIBRARY_TOTALS
+from vpo.db.schema import V1_LIBRARY, V2_STATISTICS, V3_LIBRARY_TOTALS, V4_STATISTICS_ROLLUPS
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         2, "statistics: processing_stats, action_results, performance_metrics", V2_STATISTICS
     ),
     Migration(3, "first video track on files; library totals kept by triggers", V3_LIBRARY_TOTALS),
+    Migration(4, "statistics rollups per policy and hour/day/month", V4_STATISTICS_ROLLUPS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

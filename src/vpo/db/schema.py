@@ -1,8 +1,11 @@
 """The SQL of each schema version, applied in order by `migrations.py`.
 
 Never edit a released step: add a new one. Version 1 holds the library (files,
-tracks); version 2 adds the statistics tables of DATA-MODEL.md.
+tracks); version 2 adds the statistics tables of DATA-MODEL.md; version 3 library
+totals; version 4 the statistics rollups.
 """
+
+from vpo.db.measures import MEASURES, SPANS
 
 V1_LIBRARY = """
 CREATE TABLE files (
@@ -209,6 +212,81 @@ END;
 CREATE TRIGGER tracks_totals_delete AFTER DELETE ON tracks BEGIN
     {_track_totals_change("OLD", "-")}
 END;
+"""
+
+
+def _rollup_change(row: str, sign: str) -> str:
+    """Add (`+`) or take away (`-`) one run's measures in its hour, day and month."""
+    names = ", ".join(MEASURES)
+    signed = ", ".join(f"{sign}({expr.format(r=row)})" for expr in MEASURES.values())
+    updates = ", ".join(f"{n} = {n} + excluded.{n}" for n in MEASURES)
+    statements = []
+    for span, length in SPANS:
+        bucket = f"substr({row}.processed_at, 1, {length})"
+        statements.append(
+            f"INSERT INTO stats_rollups (span, bucket, policy_name, {names}) "
+            f"VALUES ('{span}', {bucket}, {row}.policy_name, {signed}) "
+            f"ON CONFLICT (span, bucket, policy_name) DO UPDATE SET {updates};"
+        )
+        if sign == "-":
+            statements.append(
+                f"DELETE FROM stats_rollups WHERE span = '{span}' AND bucket = {bucket} "
+                f"AND policy_name = {row}.policy_name AND runs = 0;"
+            )
+    return "\n    ".join(statements)
+
+
+_MONTH, _DAY, _HOUR = (length for _, length in SPANS)
+_SUMS = ", ".join(f"sum({n})" for n in MEASURES)
+_NAMES = ", ".join(MEASURES)
+_RAW_SUMS = ", ".join(f"sum({e.format(r='processing_stats')})" for e in MEASURES.values())
+
+# Version 4: the statistics rollups — the measures of vpo.db.measures summed per policy
+# and per hour, day and month, kept by triggers in the transaction that writes (or
+# purges) the runs, so that summaries and windows read a few hundred rows instead of
+# every run. Filled from the runs already recorded. The statistics indexes gain the time
+# as a second column, so a file's history, a policy's last use and the latest failures
+# are read in order from an index.
+V4_STATISTICS_ROLLUPS = f"""
+CREATE TABLE stats_rollups (
+    span        TEXT NOT NULL CHECK (span IN ('hour', 'day', 'month')),
+    bucket      TEXT NOT NULL,
+    policy_name TEXT NOT NULL,
+    {", ".join(f"{n} INTEGER NOT NULL" for n in MEASURES)},
+    PRIMARY KEY (span, bucket, policy_name)
+) WITHOUT ROWID;
+
+INSERT INTO stats_rollups (span, bucket, policy_name, {_NAMES})
+SELECT 'hour', substr(processed_at, 1, {_HOUR}), policy_name, {_RAW_SUMS}
+FROM processing_stats GROUP BY 2, 3;
+
+INSERT INTO stats_rollups (span, bucket, policy_name, {_NAMES})
+SELECT 'day', substr(bucket, 1, {_DAY}), policy_name, {_SUMS}
+FROM stats_rollups WHERE span = 'hour' GROUP BY 2, 3;
+
+INSERT INTO stats_rollups (span, bucket, policy_name, {_NAMES})
+SELECT 'month', substr(bucket, 1, {_MONTH}), policy_name, {_SUMS}
+FROM stats_rollups WHERE span = 'day' GROUP BY 2, 3;
+
+CREATE TRIGGER stats_rollups_insert AFTER INSERT ON processing_stats BEGIN
+    {_rollup_change("NEW", "+")}
+END;
+
+CREATE TRIGGER stats_rollups_delete AFTER DELETE ON processing_stats BEGIN
+    {_rollup_change("OLD", "-")}
+END;
+
+CREATE TRIGGER stats_rollups_update AFTER UPDATE ON processing_stats BEGIN
+    {_rollup_change("OLD", "-")}
+    {_rollup_change("NEW", "+")}
+END;
+
+DROP INDEX idx_stats_file;
+CREATE INDEX idx_stats_file ON processing_stats(file_id, processed_at);
+DROP INDEX idx_stats_policy;
+CREATE INDEX idx_stats_policy ON processing_stats(policy_name, processed_at);
+DROP INDEX idx_stats_success;
+CREATE INDEX idx_stats_success ON processing_stats(success, processed_at);
 """
 
 

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime
 
-_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
+_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")  # vpo.timefmt, exactly
 
 
 class InvalidRecordError(ValueError):
@@ -126,7 +126,10 @@ class ProcessingStatsRecord:
         except (ValueError, AttributeError, TypeError):
             found.append(f"id {self.id!r} is not a UUID")
         if not _is_iso_utc(self.processed_at):
-            found.append(f"processed_at {self.processed_at!r} is not ISO-8601 UTC")
+            found.append(
+                f"processed_at {self.processed_at!r} is not in the stored ISO-8601 UTC form "
+                "(YYYY-MM-DDTHH:MM:SS.ffffffZ)"
+            )
         if not self.policy_name:
             found.append("policy_name is empty")
         for name in (

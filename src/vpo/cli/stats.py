@@ -1,0 +1,332 @@
+"""`vpo stats …`: what the recorded runs add up to (CLI.md, "Statistics").
+
+JSON output is the object the HTTP API returns for the same question; tables are for
+people (vpo.cli.stats_tables); CSV has a header and one line per row.
+"""
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vpo.cli.context import AppContext, db_option
+from vpo.cli.options import DateType, format_option, window_options
+from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError
+
+POLICY_SORT_CHOICES = {
+    "files": "files_processed",
+    "savings": "total_size_saved",
+    "time": "avg_processing_time",
+}
+
+
+@click.group()
+def stats() -> None:
+    """What the recorded processing runs did: savings, policies, files, failures."""
+
+
+@stats.command()
+@window_options
+@format_option("table", "json", "csv")
+@db_option
+@click.pass_obj
+def summary(
+    app: AppContext, since: datetime | None, until: datetime | None, output_format: str
+) -> None:
+    """Totals over all runs, or over the runs between --since and --until."""
+    from vpo.db.aggregates import summary as read_summary
+
+    _check_window(since, until)
+    conn = app.connect_existing()
+    try:
+        result = read_summary(conn, since, until)
+    finally:
+        conn.close()
+    if result.total_files_processed == 0:
+        raise NoStatisticsError(f"No processing runs recorded{_window_text(since, until)}.")
+    data = result.to_dict()
+    if output_format == "json":
+        _echo_json(data)
+    elif output_format == "csv":
+        _echo_csv([{k: v for k, v in data.items() if k != "rolling"}])
+    else:
+        from vpo.cli.stats_tables import print_summary
+
+        print_summary(result)
+
+
+@stats.command()
+@click.argument("name", required=False)
+@window_options
+@click.option(
+    "--sort",
+    type=click.Choice(list(POLICY_SORT_CHOICES)),
+    default="files",
+    show_default=True,
+    help="Order of the rows: most runs, most bytes saved, or slowest on average first.",
+)
+@format_option("table", "json", "csv")
+@db_option
+@click.pass_obj
+def policy(
+    app: AppContext,
+    name: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    sort: str,
+    output_format: str,
+) -> None:
+    """One row per policy, or NAME in detail."""
+    from vpo.db.aggregates import policy_stats
+
+    _check_window(since, until)
+    conn = app.connect_existing()
+    try:
+        rows = policy_stats(conn, since, until, policy=name, sort=POLICY_SORT_CHOICES[sort])
+    finally:
+        conn.close()
+    window = _window_text(since, until)
+    if not rows:
+        if name is not None:
+            raise NoStatisticsError(f"No runs recorded for the policy {name!r}{window}.")
+        raise NoStatisticsError(f"No processing runs recorded{window}.")
+    if output_format == "json":
+        _echo_json(rows[0].to_dict() if name else {"policies": [r.to_dict() for r in rows]})
+    elif output_format == "csv":
+        _echo_csv([r.to_dict() for r in rows])
+    else:
+        from vpo.cli.stats_tables import print_policies, print_policy
+
+        print_policy(rows[0]) if name else print_policies(rows)
+
+
+@stats.command()
+@click.argument("file_ref", metavar="FILE_ID_OR_PATH")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many runs, newest first.",
+)
+@format_option("table", "json", "csv")
+@db_option
+@click.pass_obj
+def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None:
+    """The runs of one file, newest first (FILE is a library id or a path)."""
+    from vpo.db.history import file_history, find_file_id
+
+    conn = app.connect_existing()
+    try:
+        reference = file_ref if file_ref.isdigit() else str(Path(file_ref).expanduser().resolve())
+        file_id = find_file_id(conn, reference)
+        if file_id is None:
+            if file_ref.isdigit():
+                raise PathNotFoundError(f"No file with id {file_ref} in the library.")
+            raise PathNotFoundError(f"{reference} is not in the library (scan or process it).")
+        history = file_history(conn, file_id, limit)
+        path = conn.execute("SELECT path FROM files WHERE id = ?", (file_id,)).fetchone()[0]
+    finally:
+        conn.close()
+    if not history:
+        raise NoStatisticsError(f"{path} (file {file_id}) has no recorded runs.")
+    items = [run.to_dict() for run in history]
+    if output_format == "json":
+        _echo_json({"file_id": file_id, "file_path": path, "history": items})
+    elif output_format == "csv":
+        _echo_csv(items)
+    else:
+        from vpo.cli.stats_tables import print_file_history
+
+        print_file_history(file_id, path, history)
+
+
+@stats.command()
+@click.argument("stats_id", metavar="STATS_ID")
+@click.option("--show-actions", is_flag=True, help="Also list every action of the run.")
+@click.option("--show-performance", is_flag=True, help="Also list every phase of the run.")
+@format_option("table", "json")
+@db_option
+@click.pass_obj
+def detail(
+    app: AppContext, stats_id: str, show_actions: bool, show_performance: bool, output_format: str
+) -> None:
+    """One run in full: sizes, track changes, transcodes, phases, actions."""
+    from vpo.db.history import run_detail
+
+    try:
+        uuid.UUID(stats_id)
+    except ValueError:
+        raise InvalidInputError(
+            f"STATS_ID {stats_id!r} is not a UUID (take one from `vpo stats recent`)."
+        ) from None
+    conn = app.connect_existing()
+    try:
+        run = run_detail(conn, stats_id.lower())
+    finally:
+        conn.close()
+    if run is None:
+        raise NoStatisticsError(f"No run with id {stats_id} is recorded.")
+    if output_format == "json":
+        _echo_json(run)
+    else:
+        from vpo.cli.stats_tables import print_detail
+
+        print_detail(run, show_actions=show_actions, show_performance=show_performance)
+
+
+@stats.command()
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="At most this many runs.",
+)
+@click.option("--failed", is_flag=True, help="Only failed runs.")
+@format_option("table", "json", "csv")
+@db_option
+@click.pass_obj
+def recent(app: AppContext, limit: int, failed: bool, output_format: str) -> None:
+    """The latest runs across the library, newest first."""
+    from vpo.db.history import recent_runs
+
+    conn = app.connect_existing()
+    try:
+        runs = recent_runs(conn, limit, success=False if failed else None)
+    finally:
+        conn.close()
+    if not runs:
+        raise NoStatisticsError("No failed runs recorded." if failed else "No runs recorded.")
+    items = [run.to_dict() for run in runs]
+    if output_format == "json":
+        _echo_json({"items": items})
+    elif output_format == "csv":
+        _echo_csv(items)
+    else:
+        from vpo.cli.stats_tables import print_recent
+
+        print_recent(runs)
+
+
+@stats.command()
+@click.option("--before", type=DateType(), metavar="D", help="Runs started before D.")
+@click.option("--policy", "policy_name", metavar="NAME", help="Runs of the policy NAME.")
+@click.option("--all", "everything", is_flag=True, help="Every recorded run.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@format_option("table", "json", "csv")
+@db_option
+@click.pass_obj
+def purge(
+    app: AppContext,
+    before: datetime | None,
+    policy_name: str | None,
+    everything: bool,
+    dry_run: bool,
+    yes: bool,
+    output_format: str,
+) -> None:
+    """Delete recorded runs (with their action and phase rows) in one transaction.
+
+    Give --before and/or --policy, or --all. Files and the library are not touched.
+    """
+    from vpo.db.purge import PurgeFilter, count_purge
+    from vpo.db.purge import purge as delete_runs
+
+    if everything and (before is not None or policy_name is not None):
+        raise click.UsageError("--all cannot be combined with --before or --policy.")
+    if not everything and before is None and policy_name is None:
+        raise click.UsageError(
+            "Say which runs to delete: --before D, --policy NAME (or both), or --all."
+        )
+    which = PurgeFilter(before=before, policy=policy_name, everything=everything)
+    conn = app.connect_existing()
+    try:
+        counts = count_purge(conn, which)
+        description = _purge_text(which)
+        deleted = False
+        if counts.runs == 0:
+            message = f"No runs match {description}; nothing deleted."
+        elif dry_run:
+            message = f"Dry run: {_counts_text(counts)} {description} would be deleted."
+        else:
+            if not yes:
+                click.echo(f"This deletes {_counts_text(counts)} {description}.", err=True)
+                if not click.confirm("Delete them?", default=False, err=True):
+                    click.echo("Nothing deleted.", err=True)
+                    return
+            counts = delete_runs(conn, which)
+            deleted = True
+            message = f"Deleted {_counts_text(counts)} {description}."
+    finally:
+        conn.close()
+    result: dict[str, Any] = {
+        "dry_run": dry_run,
+        "deleted_count": counts.runs if deleted else 0,
+        **counts.to_dict(),
+        "message": message,
+    }
+    if output_format == "json":
+        _echo_json(result)
+    elif output_format == "csv":
+        _echo_csv([result])
+    else:
+        click.echo(message)
+
+
+def _purge_text(which: Any) -> str:
+    if which.everything:
+        return "(all runs)"
+    parts = []
+    if which.before is not None:
+        parts.append(f"started before {which.before:%Y-%m-%d %H:%M} UTC")
+    if which.policy is not None:
+        parts.append(f"of the policy {which.policy!r}")
+    return "(" + ", ".join(parts) + ")"
+
+
+def _counts_text(counts: Any) -> str:
+    return (
+        f"{counts.runs:,} runs, {counts.action_results:,} action rows and "
+        f"{counts.performance_metrics:,} phase rows"
+    )
+
+
+def _check_window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise InvalidInputError("--since must be earlier than --until.")
+
+
+def _window_text(since: datetime | None, until: datetime | None) -> str:
+    parts = []
+    if since is not None:
+        parts.append(f"since {since:%Y-%m-%d %H:%M} UTC")
+    if until is not None:
+        parts.append(f"before {until:%Y-%m-%d %H:%M} UTC")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _echo_csv(rows: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    click.echo(buffer.getvalue(), nl=False)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
