@@ -178,6 +178,8 @@ def test_exposition_has_every_name_label_and_value(served: tuple[Telemetry, str,
     }
     assert v["vpo_history_runs"] == {
         frozenset({("policy", "anime"), ("status", "success")}): 2,
+        frozenset({("policy", "anime"), ("status", "failure")}): 0,  # a series, not a gap
+        frozenset({("policy", "anime"), ("status", "failure")}): 0,  # a series, not a gap
         frozenset({("policy", "movies"), ("status", "success")}): 1,
         frozenset({("policy", "movies"), ("status", "failure")}): 1,
     }

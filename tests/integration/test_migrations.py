@@ -220,3 +220,36 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "is not a VPO database" in result.stderr
     assert path.read_text() == "not sqlite " * 200
+
+
+def test_upgrade_to_version_4_fills_the_rollups_from_recorded_runs(tmp_path: Path) -> None:
+    from tests.recorded import EPOCH, RunSpec, days, write_runs
+    from vpo.db.aggregates import plain_totals, window_totals
+
+    path = tmp_path / "v3.db"
+    conn = open_database(path, migrate_to=3)
+    conn.execute(
+        "INSERT INTO files (id, path, size_bytes, mtime, scanned_at) VALUES (1, '/a.mkv', 1, 1, 'x')"
+    )
+    specs = [
+        RunSpec(EPOCH + days(i * 7.3), policy=("a", "b")[i % 2], size_after=i * 1000)
+        for i in range(40)
+    ]
+    write_runs(conn, specs)
+    conn.close()
+    assert query(path, "PRAGMA user_version")[0][0] == 3
+
+    conn = open_database(path)
+    try:
+        months = query(path, "SELECT count(*) FROM stats_rollups WHERE span = 'month'")[0][0]
+        assert months >= 9  # 40 weekly-ish runs over ~10 months, two policies
+        assert query(path, "SELECT sum(runs) FROM stats_rollups WHERE span = 'hour'")[0][0] == 40
+        for since, until in [(None, None), (EPOCH + days(30.5), EPOCH + days(200.25))]:
+            for by in (None, "policy", "day"):
+                assert window_totals(conn, since, until, by=by) == plain_totals(
+                    conn, since, until, by=by
+                )
+        write_runs(conn, [RunSpec(EPOCH + days(1), policy="a")])  # triggers now keep them
+        assert query(path, "SELECT sum(runs) FROM stats_rollups WHERE span = 'day'")[0][0] == 41
+    finally:
+        conn.close()

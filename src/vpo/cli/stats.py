@@ -14,7 +14,7 @@ import click
 
 from vpo.cli.context import AppContext, db_option
 from vpo.cli.options import DateType, format_option, window_options
-from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError
+from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError, VpoError
 
 POLICY_SORT_CHOICES = {
     "files": "files_processed",
@@ -256,7 +256,13 @@ def purge(
         else:
             if not yes:
                 click.echo(f"This deletes {_counts_text(counts)} {description}.", err=True)
-                if not click.confirm("Delete them?", default=False, err=True):
+                try:
+                    confirmed = click.confirm("Delete them?", default=False, err=True)
+                except click.exceptions.Abort:
+                    raise VpoError(
+                        "Nothing deleted: no answer (use --yes to purge without a prompt)."
+                    ) from None
+                if not confirmed:
                     click.echo("Nothing deleted.", err=True)
                     return
             counts = delete_runs(conn, which)

@@ -1,7 +1,7 @@
 """`LibraryCollector`: what is in the database, read at scrape time (METRICS.md).
 
-A `prometheus_client` custom collector. It reads the trigger-kept library totals (a
-few rows, whatever the library's size) and the recorded runs, through a short read
+A `prometheus_client` custom collector. It reads the trigger-kept library totals and
+statistics rollups (a few rows, whatever the library's size), through a short read
 connection per scrape, so a scrape never blocks a writer and never creates the file.
 """
 
@@ -81,13 +81,14 @@ class LibraryCollector(Collector):
                 "WHERE video_codec != 'none' GROUP BY 1, 2 HAVING sum(files) > 0"
             ):
                 families["video"].add_metric([codec, resolution], files)
-            for policy, success, runs in conn.execute(
-                "SELECT policy_name, success, count(*) FROM processing_stats GROUP BY 1, 2"
+            # The monthly rollups hold every run (vpo.db.measures): a few rows per policy
+            # and month instead of a pass over processing_stats.
+            for policy, runs, successes, saved in conn.execute(
+                "SELECT policy_name, sum(runs), sum(successes), sum(size_saved) "
+                "FROM stats_rollups WHERE span = 'month' GROUP BY policy_name"
             ):
-                families["runs"].add_metric([policy, "success" if success else "failure"], runs)
-            for policy, saved in conn.execute(
-                "SELECT policy_name, sum(size_change) FROM processing_stats GROUP BY 1"
-            ):
+                families["runs"].add_metric([policy, "success"], successes)
+                families["runs"].add_metric([policy, "failure"], runs - successes)
                 families["saved"].add_metric([policy], saved)
         finally:
             conn.close()
