@@ -178,7 +178,7 @@ def test_new_tables_cascade_and_check(tmp_path: Path) -> None:
         conn.execute(RUN_SQL, ("s3", 99, 1, 1, 0))
     conn.execute("DELETE FROM files WHERE id = 1")
     for table in ("processing_stats", "action_results", "performance_metrics"):
-        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         assert count == 0, table
     conn.close()
 
