@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: set up, make sample media, scan it, process it
-# with the example policies, and show what the runs did.
+# with the example policies, and show what the runs did (vpo stats summary, vpo stats policy).
 # Everything lands in .demo/ (media and database), never in your own library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +25,7 @@ echo
 $vpo inspect "$DEMO/library/movie-h264-multilang.mkv"
 echo
 echo "Demo library: $DEMO/library   database: $VPO_DB"
+echo
+$vpo stats summary
+echo
+$vpo stats policy
