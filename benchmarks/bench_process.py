@@ -29,6 +29,7 @@ import vpo.media.probe as probe_module
 from _common import drop_page_cache
 from vpo.policy.loader import load_policy
 from vpo.samples import make_samples
+from vpo.samples.large import make_large_mkv, seconds_for
 from vpo.telemetry.setup import build_telemetry, tune_garbage_collector
 from vpo.workflow.batch import process_files
 from vpo.workflow.library_store import LibraryStore
@@ -48,63 +49,8 @@ phases:
 
 
 def _big_mkv(folder: Path, gigabytes: float) -> Path:
-    """Noisy 720p H.264 at a high bitrate (~36 MB/s of media) with two audio tracks,
-    encoded by ffmpeg and then muxed by mkvmerge, as most MKVs in a library are (with
-    cues and a seek head where mkvmerge puts them)."""
-    seconds = max(1, round(gigabytes * 1e9 / 35.7e6))
-    encoded = folder / "encoded.mkv"
-    path = folder / "big.mkv"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=24,noise=alls=60:allf=t",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=523:sample_rate=48000",
-            "-t",
-            str(seconds),
-            "-map",
-            "0",
-            "-map",
-            "1",
-            "-map",
-            "2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "8",
-            "-c:a",
-            "aac",
-            "-ac",
-            "2",
-            "-metadata:s:a:0",
-            "language=eng",
-            "-metadata:s:a:1",
-            "language=und",
-            "-disposition:a:0",
-            "default",
-            "-disposition:a:1",
-            "0",
-            str(encoded),
-        ],
-        check=True,
-    )
-    subprocess.run(["mkvmerge", "-q", "-o", str(path), str(encoded)], check=True)
-    encoded.unlink()
-    return path
+    """Noisy 720p H.264 at a high bitrate with two audio tracks, muxed by mkvmerge."""
+    return make_large_mkv(folder / "big.mkv", seconds_for(gigabytes))
 
 
 def _timed(args: list[str], cold: bool) -> float:

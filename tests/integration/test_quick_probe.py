@@ -7,48 +7,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from vpo.media.probe import QUICK_PROBE_MIN_BYTES, _run_ffprobe, probe
+from vpo.samples.large import LargeAudio, make_large_mkv
 
 
 def test_quick_probe_of_a_large_mkv_equals_the_full_probe(tmp_path: Path) -> None:
-    big = tmp_path / "big.mkv"
+    audio = (LargeAudio("ac3", 6, "ger"),)
+    remuxed = make_large_mkv(tmp_path / "remuxed.mkv", 3, audio)  # muxed by mkvmerge
+    big = tmp_path / "big.mkv"  # and as ffmpeg writes it
     subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=24,noise=alls=60:allf=t",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "3",
-            "-map",
-            "0",
-            "-map",
-            "1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "8",
-            "-c:a",
-            "ac3",
-            "-ac",
-            "6",
-            "-metadata:s:a:0",
-            "language=ger",
-            str(big),
-        ],
+        ["ffmpeg", "-v", "error", "-i", str(remuxed), "-map", "0", "-c", "copy", str(big)],
         check=True,
     )
-    remuxed = tmp_path / "remuxed.mkv"  # as most libraries hold them: muxed by mkvmerge
-    subprocess.run(["mkvmerge", "-q", "-o", str(remuxed), str(big)], check=True)
     for path in (big, remuxed):
         assert path.stat().st_size > QUICK_PROBE_MIN_BYTES
         quick, full = probe(path), _run_ffprobe(path.resolve(), 60, [])

@@ -329,3 +329,12 @@ def test_a_real_run_shows_up_right_after_the_command(library: Path, tmp_path: Pa
     assert [p["phase_name"] for p in run["performance_metrics"]]
     policy = json.loads(run_vpo("--db", db, "stats", "policy", "--format", "json").stdout)
     assert [p["files_processed"] for p in policy["policies"]] == [1]
+
+
+def test_a_huge_or_zero_limit_is_a_usage_error(stats_db) -> None:
+    db, _ = stats_db
+    for command in (("recent",), ("file", "1")):
+        for limit in ("99999999999999999999999", "0"):
+            result = stats(db, *command, "--limit", limit)
+            assert result.exit_code == 2
+            assert "Invalid value for '--limit'" in result.stderr

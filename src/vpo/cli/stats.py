@@ -16,6 +16,7 @@ from vpo.cli.context import AppContext, db_option
 from vpo.cli.options import DateType, format_option, window_options
 from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError, VpoError
 
+MAX_LIMIT = 100_000  # a bound, so a huge --limit is a clear usage error, not an overflow
 POLICY_SORT_CHOICES = {
     "files": "files_processed",
     "savings": "total_size_saved",
@@ -107,7 +108,7 @@ def policy(
 @click.argument("file_ref", metavar="FILE_ID_OR_PATH")
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_LIMIT),
     default=20,
     show_default=True,
     help="At most this many runs, newest first.",
@@ -181,7 +182,7 @@ def detail(
 @stats.command()
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_LIMIT),
     default=10,
     show_default=True,
     help="At most this many runs.",

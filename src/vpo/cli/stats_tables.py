@@ -33,6 +33,43 @@ def _saved(saved: int, percent: float) -> str:
     return f"{human_size(saved)} ({percent:.1f}%)"
 
 
+def _outcome_rows(
+    *,
+    runs: tuple[int, int, int, float],
+    sizes: tuple[int, int, int],
+    percent: float,
+    removed: tuple[int, int, int],
+    transcodes: tuple[int, int, int],
+    times: tuple[float, float],
+) -> list[tuple[str, str]]:
+    """The lines a summary and a policy share: runs, sizes, removals, transcodes, time."""
+    files, successful, failed, rate = runs
+    before, after, saved = sizes
+    audio, subtitles, attachments = removed
+    transcoded, skipped, audio_transcoded = transcodes
+    total_time, average_time = times
+    return [
+        (
+            "Files processed",
+            f"{files:,} ({successful:,} successful, {failed:,} failed; "
+            f"{human_percent(rate)} success)",
+        ),
+        ("Size before", human_size(before)),
+        ("Size after", human_size(after)),
+        ("Saved", _saved(saved, percent)),
+        (
+            "Tracks removed",
+            f"audio {audio:,} · subtitles {subtitles:,} · attachments {attachments:,}",
+        ),
+        ("Videos", f"{transcoded:,} transcoded · {skipped:,} skipped"),
+        ("Audio tracks transcoded", f"{audio_transcoded:,}"),
+        (
+            "Processing time",
+            f"{human_duration(total_time)} total · {human_duration(average_time)} per file",
+        ),
+    ]
+
+
 def print_summary(summary: StatsSummary) -> None:
     console = stdout_console()
     if summary.since and summary.until:
@@ -44,35 +81,20 @@ def print_summary(summary: StatsSummary) -> None:
     else:
         window = "all time"
     s = summary
-    rows = [
-        (
-            "Files processed",
-            f"{s.total_files_processed:,} ({s.total_successful:,} successful, "
-            f"{s.total_failed:,} failed; {human_percent(s.success_rate)} success)",
-        ),
-        ("Size before", human_size(s.total_size_before)),
-        ("Size after", human_size(s.total_size_after)),
-        ("Saved", _saved(s.total_size_saved, s.avg_savings_percent)),
-        (
-            "Tracks removed",
-            f"audio {s.total_audio_removed:,} · subtitles {s.total_subtitles_removed:,} · "
-            f"attachments {s.total_attachments_removed:,}",
-        ),
-        (
-            "Videos",
-            f"{s.total_videos_transcoded:,} transcoded · {s.total_videos_skipped:,} skipped",
-        ),
-        ("Audio tracks transcoded", f"{s.total_audio_transcoded:,}"),
-        (
-            "Processing time",
-            f"{human_duration(s.total_processing_time)} total · "
-            f"{human_duration(s.avg_processing_time)} per file",
-        ),
+    rows = _outcome_rows(
+        runs=(s.total_files_processed, s.total_successful, s.total_failed, s.success_rate),
+        sizes=(s.total_size_before, s.total_size_after, s.total_size_saved),
+        percent=s.avg_savings_percent,
+        removed=(s.total_audio_removed, s.total_subtitles_removed, s.total_attachments_removed),
+        transcodes=(s.total_videos_transcoded, s.total_videos_skipped, s.total_audio_transcoded),
+        times=(s.total_processing_time, s.avg_processing_time),
+    )
+    rows.append(
         (
             "Runs between",
             f"{human_time(s.earliest_processing)} and {human_time(s.latest_processing)} UTC",
-        ),
-    ]
+        )
+    )
     console.print(_pairs(f"Processing summary ({window})", rows))
     if s.rolling:
         table = Table(title="Rolling totals", title_justify="left", show_edge=False)
@@ -107,30 +129,16 @@ def print_policies(rows: list[PolicyStats]) -> None:
 
 
 def print_policy(p: PolicyStats) -> None:
-    rows = [
-        (
-            "Files processed",
-            f"{p.files_processed:,} ({p.successful:,} successful, {p.failed:,} failed; "
-            f"{human_percent(p.success_rate)} success)",
-        ),
-        ("Size before", human_size(p.total_size_before)),
-        ("Size after", human_size(p.total_size_after)),
-        ("Saved", _saved(p.total_size_saved, p.avg_savings_percent)),
-        (
-            "Tracks removed",
-            f"audio {p.audio_tracks_removed:,} · subtitles {p.subtitle_tracks_removed:,} · "
-            f"attachments {p.attachments_removed:,}",
-        ),
-        ("Videos", f"{p.videos_transcoded:,} transcoded · {p.videos_skipped:,} skipped"),
-        ("Audio tracks transcoded", f"{p.audio_transcoded:,}"),
-        (
-            "Processing time",
-            f"{human_duration(p.total_processing_time)} total · "
-            f"{human_duration(p.avg_processing_time)} per file",
-        ),
-        ("First used", f"{human_time(p.first_used)} UTC"),
-        ("Last used", f"{human_time(p.last_used)} UTC"),
-    ]
+    rows = _outcome_rows(
+        runs=(p.files_processed, p.successful, p.failed, p.success_rate),
+        sizes=(p.total_size_before, p.total_size_after, p.total_size_saved),
+        percent=p.avg_savings_percent,
+        removed=(p.audio_tracks_removed, p.subtitle_tracks_removed, p.attachments_removed),
+        transcodes=(p.videos_transcoded, p.videos_skipped, p.audio_transcoded),
+        times=(p.total_processing_time, p.avg_processing_time),
+    )
+    rows.append(("First used", f"{human_time(p.first_used)} UTC"))
+    rows.append(("Last used", f"{human_time(p.last_used)} UTC"))
     title = Text("Policy ")
     title.append(p.policy_name, style="bold")
     console = stdout_console()

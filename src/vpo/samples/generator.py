@@ -272,15 +272,16 @@ def _write_subtitle(track: DeclaredTrack, base: Path) -> Path:
     return path
 
 
-def _run(args: list[str], tool: str, ok_codes: Iterable[int] = (0,)) -> None:
+def _run(
+    args: list[str],
+    tool: str,
+    ok_codes: Iterable[int] = (0,),
+    timeout: float = TOOL_TIMEOUT_SECONDS,
+) -> None:
     try:
-        result = subprocess.run(
-            args, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS, check=False
-        )
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise SampleError(
-            f"{tool} took longer than {TOOL_TIMEOUT_SECONDS} s making a sample."
-        ) from exc
+        raise SampleError(f"{tool} took longer than {timeout:.0f} s making a sample.") from exc
     if result.returncode not in tuple(ok_codes):
         detail = (result.stderr or result.stdout).strip().splitlines()
         reason = detail[-1] if detail else f"exit code {result.returncode}"
