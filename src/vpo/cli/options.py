@@ -42,7 +42,10 @@ def window_options(command: F) -> F:
         help="Only runs started before D (a bare date includes that day).",
     )(command)
     return click.option(
-        "--since", type=DateType(), metavar="D", help="Only runs started at or after D."
+        "--since",
+        type=DateType(),
+        metavar="D",
+        help="Only runs started at or after D: YYYY-MM-DD, ISO-8601, or an age (24h, 7d, 4w).",
     )(command)
 
 

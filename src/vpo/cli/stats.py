@@ -15,6 +15,7 @@ import click
 from vpo.cli.context import AppContext, db_option
 from vpo.cli.options import DateType, format_option, window_options
 from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError, VpoError
+from vpo.timefmt import DATE_FORMS
 
 MAX_LIMIT = 100_000  # a bound, so a huge --limit is a clear usage error, not an overflow
 POLICY_SORT_CHOICES = {
@@ -29,7 +30,7 @@ def stats() -> None:
     """What the recorded processing runs did: savings, policies, files, failures."""
 
 
-@stats.command()
+@stats.command(short_help="Totals over all time or a window.")
 @window_options
 @format_option("table", "json", "csv")
 @db_option
@@ -59,7 +60,7 @@ def summary(
         print_summary(result)
 
 
-@stats.command()
+@stats.command(short_help="Statistics per policy, or of one policy.")
 @click.argument("name", required=False)
 @window_options
 @click.option(
@@ -104,7 +105,7 @@ def policy(
         print_policy(rows[0]) if name else print_policies(rows)
 
 
-@stats.command()
+@stats.command(short_help="The runs of one file (id or path).")
 @click.argument("file_ref", metavar="FILE_ID_OR_PATH")
 @click.option(
     "--limit",
@@ -145,7 +146,7 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
         print_file_history(file_id, path, history)
 
 
-@stats.command()
+@stats.command(short_help="One run in full, with actions and phases.")
 @click.argument("stats_id", metavar="STATS_ID")
 @click.option("--show-actions", is_flag=True, help="Also list every action of the run.")
 @click.option("--show-performance", is_flag=True, help="Also list every phase of the run.")
@@ -179,7 +180,7 @@ def detail(
         print_detail(run, show_actions=show_actions, show_performance=show_performance)
 
 
-@stats.command()
+@stats.command(short_help="The latest runs, newest first.")
 @click.option(
     "--limit",
     type=click.IntRange(min=1, max=MAX_LIMIT),
@@ -213,8 +214,10 @@ def recent(app: AppContext, limit: int, failed: bool, output_format: str) -> Non
         print_recent(runs)
 
 
-@stats.command()
-@click.option("--before", type=DateType(), metavar="D", help="Runs started before D.")
+@stats.command(short_help="Delete recorded runs (asks first).")
+@click.option(
+    "--before", type=DateType(), metavar="D", help=f"Runs started before D ({DATE_FORMS})."
+)
 @click.option("--policy", "policy_name", metavar="NAME", help="Runs of the policy NAME.")
 @click.option("--all", "everything", is_flag=True, help="Every recorded run.")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
