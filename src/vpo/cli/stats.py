@@ -6,8 +6,10 @@ people (vpo.cli.stats_tables); CSV has a header and one line per row.
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
@@ -50,14 +52,8 @@ def summary(
     if result.total_files_processed == 0:
         raise NoStatisticsError(f"No processing runs recorded{_window_text(since, until)}.")
     data = result.to_dict()
-    if output_format == "json":
-        _echo_json(data)
-    elif output_format == "csv":
-        _echo_csv([{k: v for k, v in data.items() if k != "rolling"}])
-    else:
-        from vpo.cli.stats_tables import print_summary
-
-        print_summary(result)
+    csv_row = {k: v for k, v in data.items() if k != "rolling"}
+    _emit(output_format, data, [csv_row], lambda tables: tables.print_summary(result))
 
 
 @stats.command(short_help="Statistics per policy, or of one policy.")
@@ -95,14 +91,13 @@ def policy(
         if name is not None:
             raise NoStatisticsError(f"No runs recorded for the policy {name!r}{window}.")
         raise NoStatisticsError(f"No processing runs recorded{window}.")
-    if output_format == "json":
-        _echo_json(rows[0].to_dict() if name else {"policies": [r.to_dict() for r in rows]})
-    elif output_format == "csv":
-        _echo_csv([r.to_dict() for r in rows])
-    else:
-        from vpo.cli.stats_tables import print_policies, print_policy
-
-        print_policy(rows[0]) if name else print_policies(rows)
+    dicts = [r.to_dict() for r in rows]
+    _emit(
+        output_format,
+        dicts[0] if name else {"policies": dicts},
+        dicts,
+        lambda tables: tables.print_policy(rows[0]) if name else tables.print_policies(rows),
+    )
 
 
 @stats.command(short_help="The runs of one file (id or path).")
@@ -136,14 +131,12 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
     if not history:
         raise NoStatisticsError(f"{path} (file {file_id}) has no recorded runs.")
     items = [run.to_dict() for run in history]
-    if output_format == "json":
-        _echo_json({"file_id": file_id, "file_path": path, "history": items})
-    elif output_format == "csv":
-        _echo_csv(items)
-    else:
-        from vpo.cli.stats_tables import print_file_history
-
-        print_file_history(file_id, path, history)
+    _emit(
+        output_format,
+        {"file_id": file_id, "file_path": path, "history": items},
+        items,
+        lambda tables: tables.print_file_history(file_id, path, history),
+    )
 
 
 @stats.command(short_help="One run in full, with actions and phases.")
@@ -172,12 +165,14 @@ def detail(
         conn.close()
     if run is None:
         raise NoStatisticsError(f"No run with id {stats_id} is recorded.")
-    if output_format == "json":
-        _echo_json(run)
-    else:
-        from vpo.cli.stats_tables import print_detail
-
-        print_detail(run, show_actions=show_actions, show_performance=show_performance)
+    _emit(
+        output_format,
+        run,
+        None,
+        lambda tables: tables.print_detail(
+            run, show_actions=show_actions, show_performance=show_performance
+        ),
+    )
 
 
 @stats.command(short_help="The latest runs, newest first.")
@@ -204,14 +199,7 @@ def recent(app: AppContext, limit: int, failed: bool, output_format: str) -> Non
     if not runs:
         raise NoStatisticsError("No failed runs recorded." if failed else "No runs recorded.")
     items = [run.to_dict() for run in runs]
-    if output_format == "json":
-        _echo_json({"items": items})
-    elif output_format == "csv":
-        _echo_csv(items)
-    else:
-        from vpo.cli.stats_tables import print_recent
-
-        print_recent(runs)
+    _emit(output_format, {"items": items}, items, lambda tables: tables.print_recent(runs))
 
 
 @stats.command(short_help="Delete recorded runs (asks first).")
@@ -280,12 +268,7 @@ def purge(
         **counts.to_dict(),
         "message": message,
     }
-    if output_format == "json":
-        _echo_json(result)
-    elif output_format == "csv":
-        _echo_csv([result])
-    else:
-        click.echo(message)
+    _emit(output_format, result, [result], lambda _tables: click.echo(message))
 
 
 def _purge_text(which: Any) -> str:
@@ -318,6 +301,24 @@ def _window_text(since: datetime | None, until: datetime | None) -> str:
     if until is not None:
         parts.append(f"before {until:%Y-%m-%d %H:%M} UTC")
     return (" " + " and ".join(parts)) if parts else ""
+
+
+def _emit(
+    output_format: str,
+    json_data: Any,
+    csv_rows: list[dict[str, Any]] | None,
+    table: Callable[[ModuleType], None],
+) -> None:
+    """Print one answer as JSON, CSV, or a table (`table` gets vpo.cli.stats_tables,
+    imported only then: rich is the slowest import of a stats command)."""
+    if output_format == "json":
+        _echo_json(json_data)
+    elif output_format == "csv" and csv_rows is not None:
+        _echo_csv(csv_rows)
+    else:
+        import vpo.cli.stats_tables as tables
+
+        table(tables)
 
 
 def _echo_json(data: Any) -> None:
