@@ -59,3 +59,17 @@ def format_option(*choices: str) -> Callable[[F], F]:
         show_default=True,
         help="table for people; json (the API's objects) and csv for scripts.",
     )
+
+
+MAX_LIMIT = 100_000  # a bound, so a huge --limit is a clear usage error, not an overflow
+
+
+def limit_option(default: int) -> Callable[[F], F]:
+    """`--limit N`, 1 to MAX_LIMIT."""
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=1, max=MAX_LIMIT),
+        default=default,
+        show_default=True,
+        help="At most this many runs, newest first.",
+    )

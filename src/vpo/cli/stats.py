@@ -15,11 +15,10 @@ from typing import Any
 import click
 
 from vpo.cli.context import AppContext, db_option
-from vpo.cli.options import DateType, format_option, window_options
+from vpo.cli.options import DateType, format_option, limit_option, window_options
 from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError, VpoError
 from vpo.timefmt import DATE_FORMS
 
-MAX_LIMIT = 100_000  # a bound, so a huge --limit is a clear usage error, not an overflow
 POLICY_SORT_CHOICES = {
     "files": "files_processed",
     "savings": "total_size_saved",
@@ -102,13 +101,7 @@ def policy(
 
 @stats.command(short_help="The runs of one file (id or path).")
 @click.argument("file_ref", metavar="FILE_ID_OR_PATH")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1, max=MAX_LIMIT),
-    default=20,
-    show_default=True,
-    help="At most this many runs, newest first.",
-)
+@limit_option(20)
 @format_option("table", "json", "csv")
 @db_option
 @click.pass_obj
@@ -176,13 +169,7 @@ def detail(
 
 
 @stats.command(short_help="The latest runs, newest first.")
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1, max=MAX_LIMIT),
-    default=10,
-    show_default=True,
-    help="At most this many runs.",
-)
+@limit_option(10)
 @click.option("--failed", is_flag=True, help="Only failed runs.")
 @format_option("table", "json", "csv")
 @db_option
