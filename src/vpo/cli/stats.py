@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from vpo.cli.context import AppContext, db_option
 from vpo.cli.options import DateType, format_option, limit_option, window_options
 from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError, VpoError
 from vpo.timefmt import DATE_FORMS
+
+if TYPE_CHECKING:
+    from vpo.db.purge import PurgeCounts, PurgeFilter
 
 POLICY_SORT_CHOICES = {
     "files": "files_processed",
@@ -258,7 +261,7 @@ def purge(
     _emit(output_format, result, [result], lambda _tables: click.echo(message))
 
 
-def _purge_text(which: Any) -> str:
+def _purge_text(which: "PurgeFilter") -> str:
     if which.everything:
         return "(all runs)"
     parts = []
@@ -269,7 +272,7 @@ def _purge_text(which: Any) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-def _counts_text(counts: Any) -> str:
+def _counts_text(counts: "PurgeCounts") -> str:
     return (
         f"{counts.runs:,} runs, {counts.action_results:,} action rows and "
         f"{counts.performance_metrics:,} phase rows"
