@@ -24,34 +24,10 @@ def test_concurrent_commands_share_the_database(
             for sample in sample_files:
                 shutil.copy(sample.path, folder / f"{copy}-{sample.path.name}")
         folders.append(folder)
+    vpo = [sys.executable, "-m", "vpo", "--db", str(db)]
     commands = [
-        [
-            sys.executable,
-            "-m",
-            "vpo",
-            "--db",
-            str(db),
-            "process",
-            "--policy",
-            str(POLICY),
-            "--jobs",
-            "2",
-            str(folders[0]),
-        ],
-        [
-            sys.executable,
-            "-m",
-            "vpo",
-            "--db",
-            str(db),
-            "process",
-            "--policy",
-            str(POLICY),
-            "--jobs",
-            "2",
-            str(folders[1]),
-        ],
-        [sys.executable, "-m", "vpo", "--db", str(db), "scan", str(folders[2])],
+        *([*vpo, "process", "--policy", str(POLICY), "--jobs", "2", str(f)] for f in folders[:2]),
+        [*vpo, "scan", str(folders[2])],
     ]
     running = [
         subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

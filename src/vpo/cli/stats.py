@@ -110,18 +110,18 @@ def policy(
 @click.pass_obj
 def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None:
     """The runs of one file, newest first (FILE is a library id or a path)."""
-    from vpo.db.history import file_history, find_file_id
+    from vpo.db.history import file_history, find_file
 
     conn = app.connect_existing()
     try:
         reference = file_ref if file_ref.isdigit() else str(Path(file_ref).expanduser().resolve())
-        file_id = find_file_id(conn, reference)
-        if file_id is None:
+        found = find_file(conn, reference)
+        if found is None:
             if file_ref.isdigit():
                 raise PathNotFoundError(f"No file with id {file_ref} in the library.")
             raise PathNotFoundError(f"{reference} is not in the library (scan or process it).")
+        file_id, path = found
         history = file_history(conn, file_id, limit)
-        path = conn.execute("SELECT path FROM files WHERE id = ?", (file_id,)).fetchone()[0]
     finally:
         conn.close()
     if not history:

@@ -268,7 +268,7 @@ def summary(
     earliest, latest = time_range(conn, since, until)
     rolling = None
     if since is None and until is None:
-        rolling = rolling_totals(conn, now or datetime.now(UTC))
+        rolling = rolling_totals(conn, now or datetime.now(UTC), all_time=totals)
     return StatsSummary(
         total_files_processed=totals.runs,
         total_successful=totals.successes,
@@ -294,15 +294,21 @@ def summary(
     )
 
 
-def rolling_totals(conn: sqlite3.Connection, now: datetime) -> list[RollingTotal]:
-    """Today (since 00:00 UTC), the last 7, 30 and 365 days, and all time."""
+def rolling_totals(
+    conn: sqlite3.Connection, now: datetime, all_time: Totals | None = None
+) -> list[RollingTotal]:
+    """Today (since 00:00 UTC), the last 7, 30 and 365 days, and all time (`all_time`
+    when the caller has just read it)."""
     result = []
     for period, length in ROLLING_PERIODS:
         if period == "today":
             start: datetime | None = floor_to("day", now)
         else:
             start = None if length is None else now - length
-        totals = window_totals(conn, start).get("", Totals())
+        if start is None and all_time is not None:
+            totals = all_time
+        else:
+            totals = window_totals(conn, start).get("", Totals())
         result.append(
             RollingTotal(
                 period=period,

@@ -105,10 +105,11 @@ def run_detail(conn: sqlite3.Connection, stats_id: str) -> dict[str, Any] | None
     return run
 
 
-def find_file_id(conn: sqlite3.Connection, id_or_path: str) -> int | None:
-    """A `files.id` given as digits, or the id of the file at that (absolute) path."""
+def find_file(conn: sqlite3.Connection, id_or_path: str) -> tuple[int, str] | None:
+    """The id and path of a file given as a `files.id` (digits) or an absolute path."""
     if id_or_path.isdigit():
-        row = conn.execute("SELECT id FROM files WHERE id = ?", (int(id_or_path),)).fetchone()
+        row = conn.execute("SELECT id, path FROM files WHERE id = ?", (int(id_or_path),))
     else:
-        row = conn.execute("SELECT id FROM files WHERE path = ?", (id_or_path,)).fetchone()
-    return None if row is None else int(row[0])
+        row = conn.execute("SELECT id, path FROM files WHERE path = ?", (id_or_path,))
+    found = row.fetchone()
+    return None if found is None else (int(found[0]), str(found[1]))
