@@ -131,3 +131,21 @@ def test_a_conforming_file_gets_an_empty_plan() -> None:
     result = plan(tidy, policy)
     assert result.empty
     assert result.video_skip_reason == "codec_matches"
+
+
+def test_track_order_keeps_unlisted_types_apart() -> None:
+    """Left out of `track_order`, audio and subtitles still form their own groups: an
+    English subtitle never lands between audio tracks ranked by language."""
+    media = _media(
+        Track(0, V, "h264"),
+        Track(1, S, "subrip", "eng"),
+        Track(2, A, "aac", "fre"),
+        Track(3, A, "aac", "eng"),
+    )
+    policy = _policy(
+        "  - name: o\n    track_order: [video]\n",
+        "config: {audio_languages: [eng], subtitle_languages: [eng]}\n",
+    )
+    (phase,) = plan(media, policy).phases
+    order = [(ts.kind, ts.track.language) for ts in phase.tracks_after]
+    assert order == [(V, "und"), (A, "eng"), (A, "fre"), (S, "eng")]

@@ -225,10 +225,13 @@ class _PhasePlanner:
             TrackType.SUBTITLE: self.policy.config.subtitle_languages,
         }
 
-        def key(item: tuple[int, TrackState]) -> tuple[int, int, int]:
+        def key(item: tuple[int, TrackState]) -> tuple[int, int, int, int]:
             position, ts = item
             kind = ts.kind.value
             group = order.index(kind) if kind in order else len(order)
+            # Types left out of the list follow the listed ones, still each in its own
+            # group (video, audio, subtitle), so language ranks never interleave them.
+            unlisted = _TYPE_ORDER.index(ts.kind) if kind not in order else 0
             if ts.kind is TrackType.ATTACHMENT:
                 group = len(order) + 1  # attachments are not tracks: always last
             languages = preferred.get(ts.kind, [])
@@ -237,7 +240,7 @@ class _PhasePlanner:
                 if ts.track.language in languages
                 else len(languages)
             )
-            return group, rank, position
+            return group, unlisted, rank, position
 
         new_order = [ts for _pos, ts in sorted(enumerate(self.state), key=key)]
         for new_position, ts in enumerate(new_order):
@@ -327,6 +330,9 @@ def _preferred(tracks: list[TrackState], languages: list[str]) -> TrackState | N
             if ts.track.language == language:
                 return ts
     return None
+
+
+_TYPE_ORDER = (TrackType.VIDEO, TrackType.AUDIO, TrackType.SUBTITLE, TrackType.ATTACHMENT)
 
 
 def _describe(track: Track) -> dict[str, Any]:
