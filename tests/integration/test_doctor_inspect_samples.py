@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.helpers import invoke, run_vpo, tool_dir_without
 from vpo.db import SCHEMA_VERSION
+from vpo.media.hashing import partial_hash
 from vpo.media.tracks import TrackType
 from vpo.samples import LAYOUTS, SampleFile, make_corrupt_samples
 
@@ -27,6 +28,25 @@ def test_doctor_reports_tools_and_versions(tmp_path: Path) -> None:
     assert re.search(rf"ok\s+mkvmerge\s+{re.escape(mkvmerge)}\s", result.stdout)
     assert "not created yet" in result.stdout
     assert "All required tools found." in result.stdout
+    promtool = next(line for line in result.stdout.splitlines() if "promtool" in line)
+    assert promtool.startswith("  ok ") and promtool.endswith("(needed by the tests only)")
+
+
+def test_doctor_sentences_read_right(tmp_path: Path) -> None:
+    everything = tool_dir_without(
+        tmp_path, "ffprobe", "ffmpeg", "mkvmerge", "mkvpropedit", "promtool"
+    )
+    result = run_vpo("--db", tmp_path / "d.db", "doctor", env={"PATH": everything})
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert not re.search(r"needed to \w+s\b", result.stdout), result.stdout  # "to edits"
+    for tool, purpose in (
+        ("mkvpropedit", "needed to edit MKV flags and languages in place"),
+        ("ffprobe", "needed to read tracks (scan, inspect)"),
+        ("promtool", "needed by the tests only, to check the metrics exposition"),
+    ):
+        assert any(tool in line and purpose in line for line in lines), (tool, result.stdout)
+    assert "promtool" not in result.stderr  # not required: the error names only the rest
 
 
 def test_doctor_says_how_to_install_a_missing_tool(tmp_path: Path) -> None:
@@ -72,6 +92,10 @@ def test_inspect_table_shows_what_a_person_needs(sample_files: list[SampleFile])
     assert lines[1].startswith("mkv · 2.0s · ") and lines[1].endswith(
         f"{len(sample.layout.tracks)} tracks"
     )
+    assert re.search(r" · \d+\.\d (KiB|MiB) · ", lines[1])  # binary sizes, labelled so
+    digest = partial_hash(sample.path).removeprefix("sha256:")
+    assert lines[2] == (f"partial hash {digest[:16]}… (sha256 of the size + first/last MiB)")
+    assert not re.search(r"\b(True|False|None)\b|\?", result.stdout)
     row = next(line for line in lines if "Japanese 5.1" in line)
     assert re.search(r"audio\s+│\s+ac3\s+│\s+jpn\s+│\s+Japanese 5.1\s+│\s+│\s+│\s+6 ch", row)
     forced = next(line for line in lines if "Signs" in line)
@@ -113,3 +137,12 @@ def test_samples_count_must_be_positive(tmp_path: Path) -> None:
     result = run_vpo("samples", "make", tmp_path / "x", "--count", "0")
     assert result.returncode == 2
     assert "--count" in result.stderr
+
+
+def test_inspect_on_80_columns_wraps_and_cuts_nothing(sample_files: list[SampleFile]) -> None:
+    sample = next(s for s in sample_files if s.layout.count(TrackType.ATTACHMENT) == 2)
+    result = invoke("inspect", sample.path, env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    table = [line for line in result.stdout.splitlines() if "│" in line]
+    assert table and max(len(line) for line in table) <= 80
+    assert not [line for line in table if "…" in line]

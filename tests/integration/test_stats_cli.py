@@ -46,7 +46,7 @@ POLICY_FIELDS = {
     "avg_processing_time": float,
     "last_used": str,
 }
-GB = 1024**3
+GiB = 1024**3
 
 
 @pytest.fixture
@@ -54,12 +54,19 @@ def stats_db(tmp_path: Path) -> tuple[Path, list[str]]:
     """Five runs over two policies and two files: (database, run ids oldest first)."""
     path = database_with_files(tmp_path / "vpo.db", count=3)
     runs = [
-        RunSpec(EPOCH + days(1), "cleanup", 4 * GB, 3 * GB, audio_removed=2, actions=2, phases=1),
-        RunSpec(EPOCH + days(2), "cleanup", 2 * GB, 2 * GB, success=False, file_id=2),
-        RunSpec(EPOCH + days(40), "hevc", 10 * GB, 4 * GB, transcoded=True, phases=2, duration=600),
-        RunSpec(EPOCH + days(41), "hevc", 1 * GB, 1 * GB, skipped=True, file_id=2),
+        RunSpec(EPOCH + days(1), "cleanup", 4 * GiB, 3 * GiB, audio_removed=2, actions=2, phases=1),
+        RunSpec(EPOCH + days(2), "cleanup", 2 * GiB, 2 * GiB, success=False, file_id=2),
         RunSpec(
-            EPOCH + days(400), "cleanup", 3 * GB, 2 * GB, subtitles_removed=3, attachments_removed=2
+            EPOCH + days(40), "hevc", 10 * GiB, 4 * GiB, transcoded=True, phases=2, duration=600
+        ),
+        RunSpec(EPOCH + days(41), "hevc", 1 * GiB, 1 * GiB, skipped=True, file_id=2),
+        RunSpec(
+            EPOCH + days(400),
+            "cleanup",
+            3 * GiB,
+            2 * GiB,
+            subtitles_removed=3,
+            attachments_removed=2,
         ),
     ]
     conn = open_database(path)
@@ -84,7 +91,7 @@ def test_summary_json_carries_the_documented_fields_and_values(stats_db) -> None
     assert data["total_files_processed"] == 5
     assert (data["total_successful"], data["total_failed"]) == (4, 1)
     assert data["success_rate"] == pytest.approx(0.8)
-    assert data["total_size_saved"] == 8 * GB
+    assert data["total_size_saved"] == 8 * GiB
     assert data["avg_savings_percent"] == pytest.approx(100 * 8 / 20)
     assert (data["total_audio_removed"], data["total_subtitles_removed"]) == (2, 3)
     assert data["total_attachments_removed"] == 2
@@ -93,7 +100,7 @@ def test_summary_json_carries_the_documented_fields_and_values(stats_db) -> None
     assert data["latest_processing"] == "2025-12-29T00:00:00.000000Z"
     assert data["avg_processing_time"] == pytest.approx((4 * 1.5 + 600) / 5)
     assert [r["period"] for r in data["rolling"]] == ["today", "7d", "30d", "365d", "all"]
-    assert data["rolling"][-1]["runs"] == 5 and data["rolling"][-1]["size_saved"] == 8 * GB
+    assert data["rolling"][-1]["runs"] == 5 and data["rolling"][-1]["size_saved"] == 8 * GiB
 
 
 def test_summary_window_csv_and_table(stats_db) -> None:
@@ -104,12 +111,12 @@ def test_summary_window_csv_and_table(stats_db) -> None:
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 1 and result.stdout.count("\n") == 2
     assert rows[0]["total_files_processed"] == "2"
-    assert int(rows[0]["total_size_saved"]) == 6 * GB
+    assert int(rows[0]["total_size_saved"]) == 6 * GiB
     assert rows[0]["since"] == "2024-12-01T00:00:00.000000Z"
     assert rows[0]["until"] == "2025-02-01T00:00:00.000000Z"  # a bare --until includes its day
 
     table = stats(db, "summary").stdout
-    assert "8.0 GB (40.0%)" in table
+    assert "8.0 GiB (40.0%)" in table
     assert "5 (4 successful, 1 failed; 80.0% success)" in table
     assert "audio 2 · subtitles 3 · attachments 2" in table
     assert "Rolling totals" in table
@@ -126,21 +133,21 @@ def test_policy_list_sorts_and_formats(stats_db) -> None:
     by_savings = json.loads(stats(db, "policy", "--sort", "savings", "--format", "json").stdout)
     assert [p["policy_name"] for p in by_savings["policies"]] == ["hevc", "cleanup"]
     hevc = by_savings["policies"][0]
-    assert hevc["total_size_saved"] == 6 * GB and hevc["videos_transcoded"] == 1
+    assert hevc["total_size_saved"] == 6 * GiB and hevc["videos_transcoded"] == 1
     assert hevc["last_used"] == "2025-01-04T00:00:00.000000Z"
 
     lines = stats(db, "policy", "--format", "csv").stdout.splitlines()
     assert lines[0].startswith("policy_name,files_processed,") and len(lines) == 3
     table = stats(db, "policy", "--sort", "time").stdout
     assert table.index("hevc") < table.index("cleanup")  # 300.8 s per run on average
-    assert "6.0 GB" in table and "54.5%" in table  # 6 of 11 GB
+    assert "6.0 GiB" in table and "54.5%" in table  # 6 of 11 GiB
 
 
 def test_one_policy_in_detail_and_unknown_policy(stats_db) -> None:
     db, _ = stats_db
     one = json.loads(stats(db, "policy", "cleanup", "--format", "json").stdout)
     assert one["policy_name"] == "cleanup" and one["files_processed"] == 3
-    assert one["failed"] == 1 and one["total_size_saved"] == 2 * GB
+    assert one["failed"] == 1 and one["total_size_saved"] == 2 * GiB
     windowed = json.loads(
         stats(db, "policy", "cleanup", "--since", "2025-06-01", "--format", "json").stdout
     )
@@ -163,7 +170,7 @@ def test_file_history_by_id_and_by_path(stats_db) -> None:
     limited = stats(db, "file", "1", "--limit", "1", "--format", "csv").stdout.splitlines()
     assert len(limited) == 2 and limited[1].startswith(ids[4])
     table = stats(db, "file", "1").stdout
-    assert "/library/file-1.mkv (file 1)" in table and "4.0 GB" in table and "1.0 GB" in table
+    assert "/library/file-1.mkv (file 1)" in table and "4.0 GiB" in table and "1.0 GiB" in table
 
 
 def test_file_exit_codes(stats_db) -> None:
@@ -180,7 +187,7 @@ def test_detail_json_table_and_exit_codes(stats_db) -> None:
     db, ids = stats_db
     run = json.loads(stats(db, "detail", ids[0], "--format", "json").stdout)
     assert run["id"] == ids[0] and run["file_path"] == "/library/file-1.mkv"
-    assert run["success"] is True and run["size_change"] == GB
+    assert run["success"] is True and run["size_change"] == GiB
     assert len(run["action_results"]) == 2 and len(run["performance_metrics"]) == 1
     action = run["action_results"][0]
     assert action["before_state"] == {"language": "fre"} and action["success"] is True
@@ -189,14 +196,14 @@ def test_detail_json_table_and_exit_codes(stats_db) -> None:
     table = stats(db, "detail", ids[0], "--show-actions", "--show-performance").stdout
     assert "5 → 3 (-2)" in table  # audio tracks
     assert "phases[0].keep_audio.languages" in table and "phase-0" in table
-    assert "4.0 GB → 3.0 GB" in table
+    assert "4.0 GiB → 3.0 GiB" in table
     plain = stats(db, "detail", ids[0]).stdout
     assert "phases[0].keep_audio.languages" not in plain
     transcoded = stats(db, "detail", ids[2]).stdout
     assert "video h264 → hevc" in transcoded
 
     bad = stats(db, "detail", "not-a-uuid")
-    assert bad.exit_code == 2 and "is not a UUID" in bad.stderr
+    assert bad.exit_code == 2 and "is not a run id" in bad.stderr
     assert stats(db, "detail", "0b6f3a44-8f1c-4d4e-9a55-0c7c5a1c2d3e").exit_code == 65
 
 
@@ -210,7 +217,7 @@ def test_recent_lists_newest_first_and_filters_failures(stats_db) -> None:
     lines = stats(db, "recent", "--format", "csv").stdout.splitlines()
     assert len(lines) == 6 and lines[0].startswith("stats_id,processed_at,")
     table = stats(db, "recent").stdout
-    assert "failed" in table and "6.0 GB" in table
+    assert "failed" in table and "6.0 GiB" in table
 
 
 def test_dates_that_do_not_parse_name_the_option(stats_db) -> None:
@@ -280,7 +287,7 @@ def test_purge_asks_then_deletes_runs_with_their_rows(stats_db) -> None:
     assert _counts(db) == (3, 0, 2)
     assert not query(db, "SELECT 1 FROM processing_stats WHERE id IN (?, ?)", (ids[0], ids[1]))
     summary = json.loads(stats(db, "summary", "--format", "json").stdout)
-    assert summary["total_files_processed"] == 3 and summary["total_size_saved"] == 7 * GB
+    assert summary["total_files_processed"] == 3 and summary["total_size_saved"] == 7 * GiB
     assert query(db, "SELECT sum(runs) FROM stats_rollups WHERE span = 'month'")[0][0] == 3
 
     by_policy = stats(db, "purge", "--policy", "hevc", "--yes", "--format", "json")

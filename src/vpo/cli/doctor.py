@@ -9,7 +9,7 @@ import click
 from vpo.cli.context import AppContext, db_option
 
 
-@click.command()
+@click.command(short_help="Check the external tools and the database VPO uses.")
 @db_option
 @click.pass_obj
 def doctor(app: AppContext) -> None:
@@ -23,16 +23,16 @@ def doctor(app: AppContext) -> None:
     width = max(len(s.tool.name) for s in statuses)
     click.echo("External tools:")
     for status in statuses:
-        name = status.tool.name.ljust(width)
+        tool = status.tool
+        name = tool.name.ljust(width)
+        tests = "needed by the tests only, to " if tool.tests_only else "needed to "
         if status.found:
             version = status.version or "version unknown"
-            click.echo(f"  ok       {name}  {version:<18} {status.path}")
+            note = "  (needed by the tests only)" if tool.tests_only else ""
+            click.echo(f"  ok       {name}  {version:<18} {status.path}{note}")
         else:
-            label = "MISSING " if status.tool.required else "optional"
-            click.echo(
-                f"  {label} {name}  needed to {status.tool.purpose}; "
-                f"install: {status.tool.install_hint}"
-            )
+            label = "MISSING " if tool.required else "optional"
+            click.echo(f"  {label} {name}  {tests}{tool.purpose}; install: {tool.install_hint}")
     click.echo("")
     click.echo(f"Database: {_database_state(app.resolved_db_path)}")
     missing = [s.tool.name for s in statuses if s.tool.required and not s.found]

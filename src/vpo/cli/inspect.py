@@ -5,13 +5,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from vpo.cli.context import db_option
 from vpo.cli.paths import require_file
 
 if TYPE_CHECKING:
     from vpo.media.tracks import MediaInfo, Track
 
 
-@click.command()
+@click.command(short_help="Show the container, duration and tracks of FILE.")
 @click.argument("file", metavar="FILE")
 @click.option(
     "--format",
@@ -21,39 +22,54 @@ if TYPE_CHECKING:
     show_default=True,
     help="table for people, json for scripts.",
 )
+@db_option  # unused, but accepted like on every command (`vpo inspect --db X FILE`)
 def inspect(file: str, output_format: str) -> None:
-    """Show the container, duration and tracks of FILE."""
+    """Show the container, duration and tracks of FILE, and its partial hash."""
     from vpo.media.probe import probe
 
-    media = probe(require_file(file))
+    path = require_file(file)
+    media = probe(path)
     if output_format == "json":
         click.echo(json.dumps(media.to_dict(), indent=2))
     else:
-        _print_table(media)
+        from vpo.media.hashing import partial_hash
+
+        try:
+            content_hash: str | None = partial_hash(path)
+        except OSError:  # ffprobe read it, but it went away or became unreadable since
+            content_hash = None
+        _print_table(media, content_hash)
 
 
-def _print_table(media: "MediaInfo") -> None:
+def _print_table(media: "MediaInfo", content_hash: str | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from vpo.cli.output import human_duration, human_size, stdout_console
+    from vpo.cli.output import (
+        MISSING,
+        human_duration,
+        human_partial_hash,
+        human_size,
+        stdout_console,
+    )
 
     console = stdout_console()
-    console.print(Text(media.path, style="bold"))
+    console.print(Text(media.path, style="bold"), soft_wrap=True)
     console.print(
         Text(
-            f"{media.container} · {human_duration(media.duration_seconds)} · "
+            f"{media.container or MISSING} · {human_duration(media.duration_seconds)} · "
             f"{human_size(media.size_bytes)} · {len(media.tracks)} tracks"
         )
     )
+    console.print(Text(f"partial hash {human_partial_hash(content_hash)}"))
     table = Table(show_edge=False)
     for column in ("#", "type", "codec", "language", "title", "default", "forced", "details"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrapped on a narrow terminal, never cut
     for track in media.tracks:
         cells = (
             str(track.index),
             track.track_type.value,
-            track.codec or "?",
+            track.codec or MISSING,
             track.language,
             track.title or "",
             "yes" if track.is_default else "",

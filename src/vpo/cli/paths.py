@@ -1,4 +1,4 @@
-"""Path arguments: a missing path is exit 64 with the path named (CLI.md)."""
+"""Path arguments: a missing path is exit 64 with the path named (docs/cli.md)."""
 
 from pathlib import Path
 

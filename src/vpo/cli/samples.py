@@ -2,13 +2,16 @@
 
 import click
 
+from vpo.cli.context import db_option
+
 
 @click.group()
+@db_option  # unused, but accepted on every command and group
 def samples() -> None:
     """Generate sample media (needs ffmpeg and mkvtoolnix)."""
 
 
-@samples.command("make")
+@samples.command("make", short_help="Write small sample MKV and MP4 files into DIR.")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
 @click.option(
     "--count",
@@ -17,6 +20,7 @@ def samples() -> None:
     default=None,
     help="How many files (default: one per layout; more are copies of the layouts).",
 )
+@db_option
 def make(directory: str, count: int | None) -> None:
     """Write small MKV and MP4 files with several audio languages, subtitles, fonts,
     H.264 and HEVC video into DIR, and their layouts into DIR/vpo-samples.json."""

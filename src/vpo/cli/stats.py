@@ -1,11 +1,11 @@
-"""`vpo stats …`: what the recorded runs add up to (CLI.md, "Statistics").
+"""`vpo stats …`: what the recorded runs add up to (docs/cli.md, "Statistics").
 
-JSON output is the object the HTTP API returns for the same question; tables are for
-people (vpo.cli.stats_tables); CSV has a header and one line per row.
+JSON output is the object the HTTP API returns for the same question, floats rounded
+(seconds to the millisecond, ratios to 4 decimals); tables are for people
+(vpo.cli.stats_tables); CSV has a header and one line per row, rounded the same way.
 """
 
 import json
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +16,13 @@ import click
 
 from vpo.cli.context import AppContext, db_option
 from vpo.cli.options import DateType, format_option, limit_option, window_options
+from vpo.cli.output import human_moment
 from vpo.errors import InvalidInputError, NoStatisticsError, PathNotFoundError, VpoError
 from vpo.timefmt import DATE_FORMS
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from vpo.db.purge import PurgeCounts, PurgeFilter
 
 POLICY_SORT_CHOICES = {
@@ -29,7 +32,8 @@ POLICY_SORT_CHOICES = {
 }
 
 
-@click.group()
+@click.group(short_help="Statistics of the recorded processing runs.")
+@db_option
 def stats() -> None:
     """What the recorded processing runs did: savings, policies, files, failures."""
 
@@ -102,15 +106,18 @@ def policy(
     )
 
 
-@stats.command(short_help="The runs of one file (id or path).")
+@stats.command(short_help="The runs of one file or folder (id or path).")
 @click.argument("file_ref", metavar="FILE_ID_OR_PATH")
 @limit_option(20)
 @format_option("table", "json", "csv")
 @db_option
 @click.pass_obj
 def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None:
-    """The runs of one file, newest first (FILE is a library id or a path)."""
-    from vpo.db.history import file_history, find_file
+    """The runs of one file, newest first (FILE is a library id or a path).
+
+    Given a folder, the runs of every library file under it, newest first.
+    """
+    from vpo.db.history import count_files_under, file_history, find_file
 
     conn = app.connect_existing()
     try:
@@ -119,6 +126,10 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
         if found is None:
             if file_ref.isdigit():
                 raise PathNotFoundError(f"No file with id {file_ref} in the library.")
+            files = count_files_under(conn, reference)
+            if files or Path(reference).is_dir():
+                _folder(conn, reference, files, limit, output_format)
+                return
             raise PathNotFoundError(f"{reference} is not in the library (scan or process it).")
         file_id, path = found
         history = file_history(conn, file_id, limit)
@@ -139,27 +150,32 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
 @click.argument("stats_id", metavar="STATS_ID")
 @click.option("--show-actions", is_flag=True, help="Also list every action of the run.")
 @click.option("--show-performance", is_flag=True, help="Also list every phase of the run.")
-@format_option("table", "json")
+@click.option(  # not format_option: detail has no CSV form, and its help must not offer one
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; json (the API's object) for scripts.",
+)
 @db_option
 @click.pass_obj
 def detail(
     app: AppContext, stats_id: str, show_actions: bool, show_performance: bool, output_format: str
 ) -> None:
-    """One run in full: sizes, track changes, transcodes, phases, actions."""
-    from vpo.db.history import run_detail
+    """One run in full: sizes, track changes, transcodes, phases, actions.
 
-    try:
-        uuid.UUID(stats_id)
-    except ValueError:
-        raise InvalidInputError(
-            f"STATS_ID {stats_id!r} is not a UUID (take one from `vpo stats recent`)."
-        ) from None
+    STATS_ID is a run's id or any unique start of it (at least 4 hex digits), such as
+    the short id `vpo stats recent` shows.
+    """
+    from vpo.db.history import resolve_run_id, run_detail
+
     conn = app.connect_existing()
     try:
-        run = run_detail(conn, stats_id.lower())
+        run = run_detail(conn, resolve_run_id(conn, stats_id))
     finally:
         conn.close()
-    if run is None:
+    if run is None:  # purged between the two reads
         raise NoStatisticsError(f"No run with id {stats_id} is recorded.")
     _emit(
         output_format,
@@ -261,12 +277,36 @@ def purge(
     _emit(output_format, result, [result], lambda _tables: click.echo(message))
 
 
+def _folder(
+    conn: "sqlite3.Connection", folder: str, files: int, limit: int, output_format: str
+) -> None:
+    """`stats file FOLDER`: the runs of the library files under the folder, newest first."""
+    from vpo.db.history import folder_history
+
+    if not files:
+        raise PathNotFoundError(
+            f"{folder} is a folder, and no file under it is in the library (scan or process it)."
+        )
+    history = folder_history(conn, folder, limit)
+    if not history:
+        raise NoStatisticsError(
+            f"{folder} is a folder; none of the {files:,} library files under it has recorded runs."
+        )
+    items = [run.to_dict() for run in history]
+    _emit(
+        output_format,
+        {"folder_path": folder, "files": files, "history": items},
+        items,
+        lambda tables: tables.print_folder_history(folder, files, history),
+    )
+
+
 def _purge_text(which: "PurgeFilter") -> str:
     if which.everything:
         return "(all runs)"
     parts = []
     if which.before is not None:
-        parts.append(f"started before {which.before:%Y-%m-%d %H:%M} UTC")
+        parts.append(f"started before {human_moment(which.before)}")
     if which.policy is not None:
         parts.append(f"of the policy {which.policy!r}")
     return "(" + ", ".join(parts) + ")"
@@ -287,9 +327,9 @@ def _check_window(since: datetime | None, until: datetime | None) -> None:
 def _window_text(since: datetime | None, until: datetime | None) -> str:
     parts = []
     if since is not None:
-        parts.append(f"since {since:%Y-%m-%d %H:%M} UTC")
+        parts.append(f"since {human_moment(since)}")
     if until is not None:
-        parts.append(f"before {until:%Y-%m-%d %H:%M} UTC")
+        parts.append(f"before {human_moment(until)}")
     return (" " + " and ".join(parts)) if parts else ""
 
 

@@ -3,8 +3,8 @@ the rollups (vpo.db.measures, kept by triggers) plus the raw runs in the partial
 at a window's edges (vpo.db.windows). Plain SQL over `processing_stats` gives the same
 numbers (`plain_totals`, the definition the tests compare against) but reads every run.
 
-The dataclasses carry the field names of API.md: the CLI's JSON and the HTTP API
-return the same objects.
+The dataclasses carry the field names of docs/statistics.md: the CLI's JSON and the
+HTTP API return the same objects, floats rounded by `tidy`.
 """
 
 import sqlite3
@@ -15,6 +15,23 @@ from typing import Any
 from vpo.db.measures import MEASURE_NAMES, MEASURES, raw_sums, rollup_sums
 from vpo.db.windows import Piece, floor_to, pieces
 from vpo.timefmt import format_utc
+
+SECONDS_DIGITS = 3  # durations in seconds, to the millisecond
+FRACTION_DIGITS = 4  # rates, percentages and other floats
+_SECONDS_SUFFIXES = ("_seconds", "_time")
+
+
+def tidy(data: Any, key: str = "") -> Any:
+    """`data` ready for JSON and CSV without float noise (`4.0855288000000005`): floats
+    named `…_seconds` or `…_time` to the millisecond, other floats to 4 decimals
+    (docs/statistics.md). Dicts and lists are copied; other values pass through."""
+    if isinstance(data, dict):
+        return {name: tidy(value, name) for name, value in data.items()}
+    if isinstance(data, list):
+        return [tidy(value, key) for value in data]
+    if isinstance(data, float):
+        return round(data, SECONDS_DIGITS if key.endswith(_SECONDS_SUFFIXES) else FRACTION_DIGITS)
+    return data
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,7 @@ class StatsSummary:
     rolling: list[RollingTotal] | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return tidy(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -129,7 +146,7 @@ class PolicyStats:
     last_used: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return tidy(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -145,7 +162,7 @@ class TrendBucket:
     size_saved: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return tidy(asdict(self))
 
 
 # -- the rollup engine ---------------------------------------------------------------

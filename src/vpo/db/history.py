@@ -1,13 +1,22 @@
 """Single runs and lists of runs: a file's history, one run in full, the latest runs.
 
-Each is an index seek (file and time, primary key, time), so it costs the same at ten
-runs and at ten million. Field names follow DATA-MODEL.md and API.md.
+Each is an index seek (file and time, primary key, time, path range), so it costs the
+same at ten runs and at ten million. Field names are those of docs/statistics.md; the
+dictionaries round floats as every JSON answer does (`vpo.db.aggregates.tidy`).
 """
 
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from vpo.db.aggregates import tidy
+from vpo.errors import InvalidInputError, NoStatisticsError
+
+RUN_ID_PREFIX_MIN = 4  # hex digits: shorter prefixes match too many runs to be useful
+CANDIDATES_SHOWN = 10
+_HEX = frozenset("0123456789abcdef")
+_DASHES_AFTER = (8, 12, 16, 20)  # a UUID's hex digits before each dash
 
 _RUN_ITEM = (
     "SELECT s.id AS stats_id, s.processed_at, s.file_id, f.path AS file_path, s.policy_name, "
@@ -39,7 +48,7 @@ class RunItem:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return tidy(asdict(self))
 
 
 def file_history(conn: sqlite3.Connection, file_id: int, limit: int | None = None) -> list[RunItem]:
@@ -81,13 +90,12 @@ def run_detail(conn: sqlite3.Connection, stats_id: str) -> dict[str, Any] | None
     for name in ("success", "video_transcode_skipped"):
         run[name] = bool(run[name])
     actions = []
+    # Every column, so one added later (which tool call did the action) shows up as is.
     for action in conn.execute(
-        "SELECT id, action_type, track_type, track_index, before_state, after_state, success, "
-        "duration_ms, rule_reference, message FROM action_results WHERE stats_id = ? "
-        "ORDER BY id",
-        (stats_id,),
+        "SELECT * FROM action_results WHERE stats_id = ? ORDER BY id", (stats_id,)
     ):
         item = dict(action)
+        del item["stats_id"]
         item["success"] = bool(item["success"])
         for name in ("before_state", "after_state"):
             item[name] = None if item[name] is None else json.loads(item[name])
@@ -102,7 +110,94 @@ def run_detail(conn: sqlite3.Connection, stats_id: str) -> dict[str, Any] | None
     ]
     run["action_results"] = actions
     run["performance_metrics"] = phases
-    return run
+    return tidy(run)
+
+
+class AmbiguousRunIdError(InvalidInputError):
+    """A run id prefix that several runs share (exit 2); `candidates` are some of them,
+    newest first, for the user to pick from."""
+
+    def __init__(self, reference: str, candidates: list[RunItem]) -> None:
+        shown = candidates[:CANDIDATES_SHOWN]
+        more = "" if len(candidates) <= len(shown) else " (and more)"
+        lines = [
+            f"{run.stats_id}  {run.processed_at[:19].replace('T', ' ')}  {run.file_path}"
+            for run in shown
+        ]
+        super().__init__(
+            f"The run id {reference!r} is ambiguous; it starts the ids of these runs{more}:\n  "
+            + "\n  ".join(lines)
+        )
+        self.reference = reference
+        self.candidates = shown
+
+
+def run_id_prefix(reference: str) -> str:
+    """The start of a stored run id (lowercase, dashed like a UUID) from what a person
+    typed: a full id, or its first `RUN_ID_PREFIX_MIN`+ hex digits, dashes optional.
+    Raises InvalidInputError (exit 2) for anything else."""
+    digits = reference.strip().lower().replace("-", "")
+    if not RUN_ID_PREFIX_MIN <= len(digits) <= 32 or not set(digits) <= _HEX:
+        raise InvalidInputError(
+            f"{reference!r} is not a run id: give a full id or at least its first "
+            f"{RUN_ID_PREFIX_MIN} hex digits (the stats id of `vpo stats recent`)."
+        )
+    dashed = ""
+    for position, digit in enumerate(digits):
+        dashed += ("-" if position in _DASHES_AFTER else "") + digit
+    return dashed
+
+
+def runs_with_id_prefix(
+    conn: sqlite3.Connection, reference: str, limit: int = CANDIDATES_SHOWN + 1
+) -> list[RunItem]:
+    """The runs whose id starts with `reference` (see `run_id_prefix`), newest first;
+    a range seek on the primary key."""
+    prefix = run_id_prefix(reference)
+    rows = conn.execute(
+        # ids hold only 0-9, a-f and "-", all below "g": [prefix, prefix + "g") is the prefix
+        _RUN_ITEM + "WHERE s.id >= ? AND s.id < ? ORDER BY s.processed_at DESC LIMIT ?",
+        (prefix, prefix + "g", limit),
+    )
+    return [RunItem.from_row(row) for row in rows]
+
+
+def resolve_run_id(conn: sqlite3.Connection, reference: str) -> str:
+    """The one run id that `reference` (a full id or a unique prefix) names.
+
+    Raises InvalidInputError when it is not an id (exit 2), AmbiguousRunIdError when
+    several runs match (exit 2) and NoStatisticsError when none does (exit 65)."""
+    matches = runs_with_id_prefix(conn, reference)
+    if not matches:
+        raise NoStatisticsError(
+            f"No run with id {reference} is recorded (see `vpo stats recent` for ids)."
+        )
+    if len(matches) > 1:
+        raise AmbiguousRunIdError(reference, matches)
+    return matches[0].stats_id
+
+
+def _under(folder: str) -> tuple[str, str]:
+    """The `[low, high)` range of the paths inside `folder` ("0" follows "/")."""
+    base = folder.rstrip("/")
+    return base + "/", base + "0"
+
+
+def count_files_under(conn: sqlite3.Connection, folder: str) -> int:
+    """How many library files lie anywhere under `folder` (an absolute path)."""
+    row = conn.execute("SELECT count(*) FROM files WHERE path >= ? AND path < ?", _under(folder))
+    return int(row.fetchone()[0])
+
+
+def folder_history(
+    conn: sqlite3.Connection, folder: str, limit: int | None = None
+) -> list[RunItem]:
+    """The runs of every library file under `folder`, newest first."""
+    rows = conn.execute(
+        _RUN_ITEM + "WHERE f.path >= ? AND f.path < ? ORDER BY s.processed_at DESC LIMIT ?",
+        (*_under(folder), -1 if limit is None else limit),
+    )
+    return [RunItem.from_row(row) for row in rows]
 
 
 def find_file(conn: sqlite3.Connection, id_or_path: str) -> tuple[int, str] | None:

@@ -13,14 +13,22 @@ VERSION_TIMEOUT_SECONDS = 10
 
 @dataclass(frozen=True)
 class ExternalTool:
-    """A program VPO runs, with the Debian package that provides it."""
+    """A program VPO runs, with the Debian package that provides it.
+
+    `purpose` completes "needed to …" (`edit MKV flags`). A `tests_only` tool is never
+    run by VPO itself, only by its test suite, so it is not required.
+    """
 
     name: str
     package: str
     purpose: str
     version_flag: str
     version_pattern: str
-    required: bool = True
+    tests_only: bool = False
+
+    @property
+    def required(self) -> bool:
+        return not self.tests_only
 
     @property
     def install_hint(self) -> str:
@@ -33,38 +41,38 @@ TOOLS: dict[str, ExternalTool] = {
         ExternalTool(
             "ffprobe",
             "ffmpeg",
-            "reads tracks (scan, inspect)",
+            "read tracks (scan, inspect)",
             "-version",
             r"ffprobe version (\S+)",
         ),
         ExternalTool(
             "ffmpeg",
             "ffmpeg",
-            "transcodes, remuxes non-MKV files, makes samples",
+            "transcode, remux non-MKV files and make samples",
             "-version",
             r"ffmpeg version (\S+)",
         ),
         ExternalTool(
             "mkvmerge",
             "mkvtoolnix",
-            "remuxes MKV files, makes samples",
+            "remux MKV files and make samples",
             "--version",
             r"mkvmerge (v\S+)",
         ),
         ExternalTool(
             "mkvpropedit",
             "mkvtoolnix",
-            "edits MKV flags and languages in place",
+            "edit MKV flags and languages in place",
             "--version",
             r"mkvpropedit (v\S+)",
         ),
         ExternalTool(
             "promtool",
             "prometheus",
-            "checks the metrics exposition (tests only)",
+            "check the metrics exposition",
             "--version",
             r"promtool, version (\S+)",
-            required=False,
+            tests_only=True,
         ),
     )
 }
