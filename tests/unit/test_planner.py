@@ -149,3 +149,18 @@ def test_track_order_keeps_unlisted_types_apart() -> None:
     (phase,) = plan(media, policy).phases
     order = [(ts.kind, ts.track.language) for ts in phase.tracks_after]
     assert order == [(V, "und"), (A, "eng"), (A, "fre"), (S, "eng")]
+
+
+def test_actions_describe_themselves_in_words() -> None:
+    """No Python values (`True`, `None`) in what a person reads."""
+    policy = _policy(
+        "  - name: t\n    keep_audio: {languages: [eng]}\n"
+        "    default_flags: {audio: preferred}\n"
+        "    transcode: {video: {to: hevc, crf: 28}}\n",
+        "config: {audio_languages: [eng]}\n",
+    )
+    texts = [a.describe() for a in plan(MOVIE, policy).actions]
+    assert texts, "the policy plans actions"
+    for text in texts:
+        assert "True" not in text and "False" not in text and "None" not in text, text
+    assert any("codec h264 → hevc, crf 28" in t for t in texts), texts

@@ -56,13 +56,31 @@ class PlannedAction:
         track = f"{self.track_type} track {self.track_index}" if self.track_type else "file"
         change = ""
         if self.before is not None and self.after is not None:
-            keys = [k for k in self.after if self.before.get(k) != self.after.get(k)]
-            change = " " + ", ".join(
-                f"{k} {self.before.get(k)} → {self.after.get(k)}" for k in keys
-            )
+            parts = []
+            for key, new in self.after.items():
+                old = self.before.get(key)
+                if old == new:
+                    continue
+                if isinstance(new, bool):
+                    parts.append(f"{_word(key, bool(old))} → {_word(key, new)}")
+                elif old is None:  # a setting the track had no value for: crf, preset
+                    parts.append(_word(key, new))
+                else:
+                    parts.append(f"{key} {old} → {new}")
+            change = " " + ", ".join(parts)
         elif self.before is not None:
-            change = " (" + ", ".join(f"{k} {v}" for k, v in self.before.items()) + ")"
+            shown = [
+                _word(k, v) for k, v in self.before.items() if v is not None and v is not False
+            ]
+            change = " (" + ", ".join(shown) + ")"
         return f"{self.action_type} {track}{change}  [{self.rule}]"
+
+
+def _word(key: str, value: Any) -> str:
+    """A state value as a person reads it: a flag as `default` / `not default`."""
+    if isinstance(value, bool):
+        return key if value else f"not {key}"
+    return f"{key} {value}"
 
 
 @dataclass(frozen=True)
