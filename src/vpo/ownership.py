@@ -140,7 +140,7 @@ def hold_lock(path: str | os.PathLike[str], create: bool = True) -> HeldLock | N
             os.close(fd)
             return None
         try:
-            same = os.stat(target, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            same = target.lstat().st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
