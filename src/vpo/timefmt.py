@@ -5,10 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 
 def format_utc(moment: datetime) -> str:
-    """`2026-11-24T13:05:09.123456Z` (naive datetimes are taken as UTC)."""
+    """`2026-11-24T13:05:09.123456Z` (naive datetimes are taken as UTC).
+
+    `isoformat` rather than `strftime("%Y")`, which does not pad years before 1000 to
+    four digits on every platform: the width is what makes text order time order.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now() -> str:
@@ -29,14 +33,39 @@ def parse_utc(text: str) -> datetime:
 
 _AGE_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 DATE_FORMS = "YYYY-MM-DD, an ISO-8601 time, or an age like 24h, 7d, 4w"
+# The dates a window can reach: a window is cut at the month after its edges
+# (vpo.db.windows), and datetime ends with year 9999.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 1, tzinfo=UTC)
+_SHOWN = 60  # characters of a rejected value quoted back in a message
 
 
 def parse_when(text: str, *, now: datetime | None = None, end_of_day: bool = False) -> datetime:
     """A date given by a person: `YYYY-MM-DD` (00:00 UTC that day, or the end of it when
     `end_of_day` — an `--until` date includes its day), full ISO-8601 (UTC when no offset
-    is given), or an age back from `now`: `24h`, `7d`, `4w`. Raises ValueError."""
+    is given), or an age back from `now`: `24h`, `7d`, `4w`. Raises ValueError, also for
+    a date outside EARLIEST..LATEST (which would otherwise overflow later)."""
+    try:
+        moment = _parse_when(text, now=now, end_of_day=end_of_day)
+    except (OverflowError, _OutOfRange):
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise ValueError(
+            f"{_shown(text)} is out of range (dates from {EARLIEST.date().isoformat()} to "
+            f"{LATEST.date().isoformat()})"
+        ) from None
+    return moment
+
+
+class _OutOfRange(Exception):
+    """An age too long for any calendar."""
+
+
+def _parse_when(text: str, *, now: datetime | None, end_of_day: bool) -> datetime:
     value = text.strip()
     if len(value) >= 2 and value[-1].lower() in _AGE_UNITS and value[:-1].isdigit():
+        if len(value) > 20:  # more digits than any age back to year 1 needs
+            raise _OutOfRange
         moment = now or datetime.now(UTC)
         return moment - timedelta(seconds=int(value[:-1]) * _AGE_UNITS[value[-1].lower()])
     if len(value) == 10:
@@ -49,7 +78,12 @@ def parse_when(text: str, *, now: datetime | None = None, end_of_day: bool = Fal
     try:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
-        raise ValueError(f"{text!r} is not a date ({DATE_FORMS})") from None
+        raise ValueError(f"{_shown(text)} is not a date ({DATE_FORMS})") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message, cut to a readable length."""
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "…")

@@ -2,7 +2,10 @@
 refused and left byte-for-byte as it was."""
 
 import hashlib
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -253,3 +256,200 @@ def test_upgrade_to_version_4_fills_the_rollups_from_recorded_runs(tmp_path: Pat
         assert query(path, "SELECT sum(runs) FROM stats_rollups WHERE span = 'day'")[0][0] == 41
     finally:
         conn.close()
+
+
+# --- Every past version upgrades to exactly the schema of a new database ---------------
+
+# sha256 of each released step's SQL, token by token (whitespace may be re-flowed, nothing
+# else): a released migration is never edited, a change is a new step.
+RELEASED_STEPS = {
+    1: "2dae02a8814df85a784180daba6ef7352dde7a6c1e2a5cf6879b3872d3339d8a",
+    2: "4855ce278e2fdde50bea0e64be9f7518404ee081af9d1dfab78329d1507c5841",
+    3: "17d56eed4f748f663ffc893db2706872b0b373c733118084437f46a12529eb1c",
+    4: "b727c112890b9581a37426f3a383f89bc9584e1de69de94ee90f9e943d8bee24",
+}
+
+FILES = [  # id, path, size, container, scan_error, first video track (codec, width, height)
+    (1, "/lib/a.mkv", 5_000_000, "mkv", None, ("h264", 1920, 1080)),
+    (2, "/lib/b.mp4", 9_000_000, "mp4", None, ("hevc", 3840, 1600)),
+    (3, "/lib/c.mkv", 12, None, "not a media file", None),
+    (4, "/lib/d.mkv", 700, "mkv", None, ("mpeg4", 720, 576)),
+]
+TRACKS = [  # file_id, index, type, codec, language, width, height
+    (1, 0, "video", "h264", "und", 1920, 1080),
+    (1, 1, "audio", "aac", "eng", None, None),
+    (1, 2, "audio", "ac3", "fre", None, None),
+    (1, 3, "subtitle", "ass", "jpn", None, None),
+    (2, 0, "video", "hevc", "und", 3840, 1600),
+    (2, 1, "audio", "eac3", "eng", None, None),
+    (4, 0, "video", "mpeg4", "und", 720, 576),
+    (4, 1, "attachment", None, "und", None, None),
+]
+RUNS = [  # id, file_id, processed_at, policy, size before/after, removed audio, target, ok
+    ("r1", 1, "2025-12-31T23:59:59.999999Z", "cleanup", 6_000_000, 5_000_000, 1, None, 1),
+    ("r2", 1, "2026-01-01T00:00:00.000000Z", "cleanup", 5_000_000, 5_000_000, 0, None, 0),
+    ("r3", 2, "2026-01-01T00:30:00.000000Z", "compress", 20_000_000, 9_000_000, 0, "hevc", 1),
+    ("r4", 2, "2026-02-14T13:05:09.123456Z", "compress", 9_000_000, 9_000_000, 0, None, 1),
+    ("r5", 4, "2026-02-14T13:59:00.000000Z", "cleanup", 900, 700, 1, None, 1),
+]
+
+
+def _tokens(sql: str) -> str:
+    import re
+
+    return " ".join(re.findall(r"'[^']*'|\w+|[^\s\w]", sql))
+
+
+def test_released_migrations_are_frozen() -> None:
+    from vpo.db.migrations import MIGRATIONS
+
+    released = {
+        step.version: hashlib.sha256(_tokens(step.sql).encode()).hexdigest()
+        for step in MIGRATIONS
+        if step.version in RELEASED_STEPS
+    }
+    assert released == RELEASED_STEPS
+
+
+def test_the_rollups_are_what_the_live_measures_generate(tmp_path: Path) -> None:
+    """Queries sum the live MEASURES over stats_rollups. A change of MEASURES needs a new
+    migration that rebuilds the rollups (its text generated once by
+    statistics_rollups_sql and pasted as a literal); then point this test at it."""
+    from vpo.db.measures import MEASURE_NAMES, MEASURES, SPANS
+    from vpo.db.rollup_sql import statistics_rollups_sql
+    from vpo.db.schema import V4_STATISTICS_ROLLUPS
+
+    assert statistics_rollups_sql(MEASURES, SPANS) == V4_STATISTICS_ROLLUPS
+    open_database(tmp_path / "fresh.db").close()
+    columns = [r["name"] for r in query(tmp_path / "fresh.db", "PRAGMA table_info(stats_rollups)")]
+    assert columns == ["span", "bucket", "policy_name", *MEASURE_NAMES]
+
+
+def _fill(conn: sqlite3.Connection, version: int, *, runs: bool = True) -> None:
+    """The same library (and runs), written as a VPO at `version` would have stored them."""
+    conn.execute("BEGIN")
+    # From version 3 on, the scan stores the first video track on the file row too.
+    video_columns = ", video_codec, video_width, video_height" if version >= 3 else ""
+    for file_id, path, size, container, error, video in FILES:
+        extra = tuple(video or (None, None, None)) if version >= 3 else ()
+        conn.execute(
+            "INSERT INTO files (id, path, size_bytes, mtime, container, duration_seconds, "
+            f"content_hash, scanned_at, scan_error{video_columns}) VALUES (?, ?, ?, 1.5, ?, "
+            f"20.0, ?, '2025-12-01T00:00:00.000000Z', ?{', ?' * len(extra)})",
+            (file_id, path, size, container, f"sha256:{file_id}", error, *extra),
+        )
+    conn.executemany(
+        "INSERT INTO tracks (file_id, track_index, track_type, codec, language, width, height, "
+        "is_default) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+        TRACKS,
+    )
+    if runs and version >= 2:
+        for run_id, file_id, at, policy, before, after, removed, target, ok in RUNS:
+            conn.execute(
+                "INSERT INTO processing_stats (id, file_id, processed_at, policy_name, "
+                "size_before, size_after, size_change, audio_tracks_before, audio_tracks_after, "
+                "audio_tracks_removed, duration_seconds, phases_completed, phases_total, "
+                "total_changes, video_source_codec, video_target_codec, success, error_message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, 1.25, ?, 2, ?, 'h264', ?, ?, ?)",
+                (
+                    run_id,
+                    file_id,
+                    at,
+                    policy,
+                    before,
+                    after,
+                    before - after,
+                    2 - removed,
+                    removed,
+                    2 if ok else 1,
+                    removed,
+                    target,
+                    ok,
+                    None if ok else "mkvmerge failed",
+                ),
+            )
+            conn.execute(
+                "INSERT INTO action_results (stats_id, action_type, track_type, track_index, "
+                "before_state, after_state, success, duration_ms, message) "
+                "VALUES (?, 'remove_track', 'audio', 2, '{\"language\": \"fre\"}', NULL, ?, 4, "
+                "'removed')",
+                (run_id, ok),
+            )
+            conn.execute(
+                "INSERT INTO performance_metrics (stats_id, phase_name, wall_time_seconds, "
+                "bytes_read, bytes_written) VALUES (?, 'cleanup', 1.25, ?, ?)",
+                (run_id, before, after),
+            )
+    conn.execute("COMMIT")
+
+
+def _schema(path: Path) -> list[tuple[str, str, str, str]]:
+    """Every table, index, trigger and view, its SQL with whitespace normalised."""
+    return [
+        (r["type"], r["name"], r["tbl_name"], " ".join((r["sql"] or "").split()))
+        for r in query(path, "SELECT * FROM sqlite_master ORDER BY type, name")
+    ]
+
+
+def _contents(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    tables = [r[0] for r in query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {
+        table: sorted((tuple(r) for r in query(path, f"SELECT * FROM {table}")), key=repr)
+        for table in tables
+    }
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION + 1))
+def test_a_database_of_every_past_version_upgrades_to_the_fresh_schema(
+    tmp_path: Path, version: int
+) -> None:
+    old = tmp_path / f"v{version}.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    assert migrate(conn, target=version) == list(range(1, version + 1))
+    _fill(conn, version)
+    conn.close()
+    fresh = tmp_path / "fresh.db"
+    conn = open_database(fresh)
+    _fill(conn, SCHEMA_VERSION, runs=version >= 2)  # what the old database holds
+    conn.close()
+
+    open_database(old).close()
+
+    assert query(old, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert _schema(old) == _schema(fresh)
+    upgraded, expected = _contents(old), _contents(fresh)
+    assert upgraded == expected  # rows kept; totals and rollups backfilled as triggers keep them
+    assert len(upgraded["files"]) == len(FILES) and len(upgraded["tracks"]) == len(TRACKS)
+    if version >= 2:
+        assert len(upgraded["processing_stats"]) == len(RUNS)
+        assert len(upgraded["action_results"]) == len(upgraded["performance_metrics"]) == len(RUNS)
+        spans = query(old, "SELECT span, sum(runs), sum(size_saved) FROM stats_rollups GROUP BY 1")
+        saved = sum(run[4] - run[5] for run in RUNS)
+        assert {tuple(r) for r in spans} == {
+            (s, len(RUNS), saved) for s in ("hour", "day", "month")
+        }
+    assert query(old, "PRAGMA foreign_key_check") == []
+    assert query(old, "PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_released_migrations_do_not_follow_a_later_change_of_the_measures() -> None:
+    """A VPO whose measures gained one still creates version 4 as it was released."""
+    program = """
+import hashlib, importlib.util, json, re, sys
+from pathlib import Path
+package = Path(importlib.util.find_spec("vpo").origin).parent
+spec = importlib.util.spec_from_file_location("vpo.db.measures", package / "db" / "measures.py")
+measures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(measures)
+measures.MEASURES["files_renamed"] = "0"  # the change a later version might make
+sys.modules["vpo.db.measures"] = measures
+from vpo.db.migrations import MIGRATIONS
+tokens = lambda sql: " ".join(re.findall(r"'[^']*'|\\w+|[^\\s\\w]", sql))
+print(json.dumps({s.version: hashlib.sha256(tokens(s.sql).encode()).hexdigest()
+                  for s in MIGRATIONS}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    hashes = {int(k): v for k, v in json.loads(result.stdout).items()}
+    assert {v: hashes[v] for v in RELEASED_STEPS} == RELEASED_STEPS

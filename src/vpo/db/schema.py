@@ -1,11 +1,11 @@
 """The SQL of each schema version, applied in order by `migrations.py`.
 
-Never edit a released step: add a new one. Version 1 holds the library (files,
-tracks); version 2 adds the statistics tables of DATA-MODEL.md; version 3 library
-totals; version 4 the statistics rollups.
+Every released step is a literal and is never edited: a change is a new step. A step
+must not be computed from code that may change later (the measures, the resolution
+classes), or a new database would get a different schema than an upgraded one.
+Version 1 holds the library (files, tracks); version 2 adds the statistics tables;
+version 3 library totals; version 4 the statistics rollups.
 """
-
-from vpo.db.measures import MEASURES, SPANS
 
 V1_LIBRARY = """
 CREATE TABLE files (
@@ -115,47 +115,11 @@ CREATE INDEX idx_perf_stats ON performance_metrics(stats_id);
 CREATE INDEX idx_perf_phase ON performance_metrics(phase_name);
 """
 
-# Resolution class of a video (sd / 720p / 1080p / 2160p) from its width and height, by
-# either dimension so that cropped (2.39:1) and 4:3 encodes land in the class people
-# expect. Used by the triggers below and the backfill, so there is one definition.
-RESOLUTION_CASE = """
-    CASE
-        WHEN {w} IS NULL AND {h} IS NULL THEN 'unknown'
-        WHEN coalesce({w}, 0) >= 3000 OR coalesce({h}, 0) >= 1800 THEN '2160p'
-        WHEN coalesce({w}, 0) >= 1600 OR coalesce({h}, 0) >= 900 THEN '1080p'
-        WHEN coalesce({w}, 0) >= 1100 OR coalesce({h}, 0) >= 650 THEN '720p'
-        ELSE 'sd'
-    END
-"""
-
-_FILE_KEY = (
-    "coalesce({r}.container, 'unknown'), coalesce({r}.video_codec, 'none'), "
-    + RESOLUTION_CASE.format(w="{r}.video_width", h="{r}.video_height")
-)
-
-
-def _file_totals_change(row: str, sign: str) -> str:
-    key = _FILE_KEY.format(r=row)
-    return f"""
-        INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
-        VALUES ({key}, {sign}1, {sign}{row}.size_bytes)
-        ON CONFLICT (container, video_codec, resolution) DO UPDATE SET
-            files = files + excluded.files, size_bytes = size_bytes + excluded.size_bytes;
-    """
-
-
-def _track_totals_change(row: str, sign: str) -> str:
-    return f"""
-        INSERT INTO library_track_totals (track_type, codec, tracks)
-        VALUES ({row}.track_type, coalesce({row}.codec, 'unknown'), {sign}1)
-        ON CONFLICT (track_type, codec) DO UPDATE SET tracks = tracks + excluded.tracks;
-    """
-
-
 # Version 3: the first video track on the file row, and library totals kept by
 # triggers so a Prometheus scrape reads a few rows instead of grouping every file and
-# track.
-V3_LIBRARY_TOTALS = f"""
+# track. A video's resolution class (sd / 720p / 1080p / 2160p) goes by either
+# dimension, so that cropped (2.39:1) and 4:3 encodes land in the class people expect.
+V3_LIBRARY_TOTALS = """
 ALTER TABLE files ADD COLUMN video_codec TEXT;
 ALTER TABLE files ADD COLUMN video_width INTEGER;
 ALTER TABLE files ADD COLUMN video_height INTEGER;
@@ -185,100 +149,423 @@ CREATE TABLE library_track_totals (
 ) WITHOUT ROWID;
 
 INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
-SELECT {_FILE_KEY.format(r="files")} AS k1, count(*), coalesce(sum(size_bytes), 0)
+SELECT coalesce(files.container, 'unknown'), coalesce(files.video_codec, 'none'),
+    CASE
+        WHEN files.video_width IS NULL AND files.video_height IS NULL THEN 'unknown'
+        WHEN coalesce(files.video_width, 0) >= 3000
+            OR coalesce(files.video_height, 0) >= 1800 THEN '2160p'
+        WHEN coalesce(files.video_width, 0) >= 1600
+            OR coalesce(files.video_height, 0) >= 900 THEN '1080p'
+        WHEN coalesce(files.video_width, 0) >= 1100
+            OR coalesce(files.video_height, 0) >= 650 THEN '720p'
+        ELSE 'sd'
+    END AS k1, count(*), coalesce(sum(size_bytes), 0)
 FROM files GROUP BY 1, 2, 3;
 
 INSERT INTO library_track_totals (track_type, codec, tracks)
 SELECT track_type, coalesce(codec, 'unknown'), count(*) FROM tracks GROUP BY 1, 2;
 
 CREATE TRIGGER files_totals_insert AFTER INSERT ON files BEGIN
-    {_file_totals_change("NEW", "+")}
+    INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
+    VALUES (coalesce(NEW.container, 'unknown'), coalesce(NEW.video_codec, 'none'),
+        CASE
+            WHEN NEW.video_width IS NULL AND NEW.video_height IS NULL THEN 'unknown'
+            WHEN coalesce(NEW.video_width, 0) >= 3000
+                OR coalesce(NEW.video_height, 0) >= 1800 THEN '2160p'
+            WHEN coalesce(NEW.video_width, 0) >= 1600
+                OR coalesce(NEW.video_height, 0) >= 900 THEN '1080p'
+            WHEN coalesce(NEW.video_width, 0) >= 1100
+                OR coalesce(NEW.video_height, 0) >= 650 THEN '720p'
+            ELSE 'sd'
+        END, +1, +NEW.size_bytes)
+    ON CONFLICT (container, video_codec, resolution) DO UPDATE SET
+        files = files + excluded.files, size_bytes = size_bytes + excluded.size_bytes;
 END;
 
 CREATE TRIGGER files_totals_delete AFTER DELETE ON files BEGIN
-    {_file_totals_change("OLD", "-")}
+    INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
+    VALUES (coalesce(OLD.container, 'unknown'), coalesce(OLD.video_codec, 'none'),
+        CASE
+            WHEN OLD.video_width IS NULL AND OLD.video_height IS NULL THEN 'unknown'
+            WHEN coalesce(OLD.video_width, 0) >= 3000
+                OR coalesce(OLD.video_height, 0) >= 1800 THEN '2160p'
+            WHEN coalesce(OLD.video_width, 0) >= 1600
+                OR coalesce(OLD.video_height, 0) >= 900 THEN '1080p'
+            WHEN coalesce(OLD.video_width, 0) >= 1100
+                OR coalesce(OLD.video_height, 0) >= 650 THEN '720p'
+            ELSE 'sd'
+        END, -1, -OLD.size_bytes)
+    ON CONFLICT (container, video_codec, resolution) DO UPDATE SET
+        files = files + excluded.files, size_bytes = size_bytes + excluded.size_bytes;
 END;
 
 CREATE TRIGGER files_totals_update
 AFTER UPDATE OF size_bytes, container, video_codec, video_width, video_height ON files BEGIN
-    {_file_totals_change("OLD", "-")}
-    {_file_totals_change("NEW", "+")}
+    INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
+    VALUES (coalesce(OLD.container, 'unknown'), coalesce(OLD.video_codec, 'none'),
+        CASE
+            WHEN OLD.video_width IS NULL AND OLD.video_height IS NULL THEN 'unknown'
+            WHEN coalesce(OLD.video_width, 0) >= 3000
+                OR coalesce(OLD.video_height, 0) >= 1800 THEN '2160p'
+            WHEN coalesce(OLD.video_width, 0) >= 1600
+                OR coalesce(OLD.video_height, 0) >= 900 THEN '1080p'
+            WHEN coalesce(OLD.video_width, 0) >= 1100
+                OR coalesce(OLD.video_height, 0) >= 650 THEN '720p'
+            ELSE 'sd'
+        END, -1, -OLD.size_bytes)
+    ON CONFLICT (container, video_codec, resolution) DO UPDATE SET
+        files = files + excluded.files, size_bytes = size_bytes + excluded.size_bytes;
+    INSERT INTO library_file_totals (container, video_codec, resolution, files, size_bytes)
+    VALUES (coalesce(NEW.container, 'unknown'), coalesce(NEW.video_codec, 'none'),
+        CASE
+            WHEN NEW.video_width IS NULL AND NEW.video_height IS NULL THEN 'unknown'
+            WHEN coalesce(NEW.video_width, 0) >= 3000
+                OR coalesce(NEW.video_height, 0) >= 1800 THEN '2160p'
+            WHEN coalesce(NEW.video_width, 0) >= 1600
+                OR coalesce(NEW.video_height, 0) >= 900 THEN '1080p'
+            WHEN coalesce(NEW.video_width, 0) >= 1100
+                OR coalesce(NEW.video_height, 0) >= 650 THEN '720p'
+            ELSE 'sd'
+        END, +1, +NEW.size_bytes)
+    ON CONFLICT (container, video_codec, resolution) DO UPDATE SET
+        files = files + excluded.files, size_bytes = size_bytes + excluded.size_bytes;
 END;
 
 CREATE TRIGGER tracks_totals_insert AFTER INSERT ON tracks BEGIN
-    {_track_totals_change("NEW", "+")}
+    INSERT INTO library_track_totals (track_type, codec, tracks)
+    VALUES (NEW.track_type, coalesce(NEW.codec, 'unknown'), +1)
+    ON CONFLICT (track_type, codec) DO UPDATE SET tracks = tracks + excluded.tracks;
 END;
 
 CREATE TRIGGER tracks_totals_delete AFTER DELETE ON tracks BEGIN
-    {_track_totals_change("OLD", "-")}
+    INSERT INTO library_track_totals (track_type, codec, tracks)
+    VALUES (OLD.track_type, coalesce(OLD.codec, 'unknown'), -1)
+    ON CONFLICT (track_type, codec) DO UPDATE SET tracks = tracks + excluded.tracks;
 END;
 """
 
-
-def _rollup_change(row: str, sign: str) -> str:
-    """Add (`+`) or take away (`-`) one run's measures in its hour, day and month."""
-    names = ", ".join(MEASURES)
-    signed = ", ".join(f"{sign}({expr.format(r=row)})" for expr in MEASURES.values())
-    updates = ", ".join(f"{n} = {n} + excluded.{n}" for n in MEASURES)
-    statements = []
-    for span, length in SPANS:
-        bucket = f"substr({row}.processed_at, 1, {length})"
-        statements.append(
-            f"INSERT INTO stats_rollups (span, bucket, policy_name, {names}) "
-            f"VALUES ('{span}', {bucket}, {row}.policy_name, {signed}) "
-            f"ON CONFLICT (span, bucket, policy_name) DO UPDATE SET {updates};"
-        )
-        if sign == "-":
-            statements.append(
-                f"DELETE FROM stats_rollups WHERE span = '{span}' AND bucket = {bucket} "
-                f"AND policy_name = {row}.policy_name AND runs = 0;"
-            )
-    return "\n    ".join(statements)
-
-
-_MONTH, _DAY, _HOUR = (length for _, length in SPANS)
-_SUMS = ", ".join(f"sum({n})" for n in MEASURES)
-_NAMES = ", ".join(MEASURES)
-_RAW_SUMS = ", ".join(f"sum({e.format(r='processing_stats')})" for e in MEASURES.values())
-
-# Version 4: the statistics rollups — the measures of vpo.db.measures summed per policy
-# and per hour, day and month, kept by triggers in the transaction that writes (or
-# purges) the runs, so that summaries and windows read a few hundred rows instead of
-# every run. Filled from the runs already recorded. The statistics indexes gain the time
-# as a second column, so a file's history, a policy's last use and the latest failures
-# are read in order from an index.
-V4_STATISTICS_ROLLUPS = f"""
+# Version 4: the statistics rollups — the measures of vpo.db.measures as they were at
+# this version, summed per policy and per hour, day and month, kept by triggers in the
+# transaction that writes (or purges) the runs, so that summaries and windows read a few
+# hundred rows instead of every run. Filled from the runs already recorded. The
+# statistics indexes gain the time as a second column, so a file's history, a policy's
+# last use and the latest failures are read in order from an index. Written by
+# vpo.db.rollup_sql.statistics_rollups_sql.
+V4_STATISTICS_ROLLUPS = """
 CREATE TABLE stats_rollups (
     span        TEXT NOT NULL CHECK (span IN ('hour', 'day', 'month')),
     bucket      TEXT NOT NULL,
     policy_name TEXT NOT NULL,
-    {", ".join(f"{n} INTEGER NOT NULL" for n in MEASURES)},
+    runs INTEGER NOT NULL, successes INTEGER NOT NULL, size_before INTEGER NOT NULL,
+    size_after INTEGER NOT NULL, size_saved INTEGER NOT NULL, audio_removed INTEGER NOT NULL,
+    subtitles_removed INTEGER NOT NULL, attachments_removed INTEGER NOT NULL,
+    videos_transcoded INTEGER NOT NULL, videos_skipped INTEGER NOT NULL,
+    audio_transcoded INTEGER NOT NULL, duration_us INTEGER NOT NULL,
     PRIMARY KEY (span, bucket, policy_name)
 ) WITHOUT ROWID;
 
-INSERT INTO stats_rollups (span, bucket, policy_name, {_NAMES})
-SELECT 'hour', substr(processed_at, 1, {_HOUR}), policy_name, {_RAW_SUMS}
+INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before, size_after,
+    size_saved, audio_removed, subtitles_removed, attachments_removed, videos_transcoded,
+    videos_skipped, audio_transcoded, duration_us)
+SELECT 'hour', substr(processed_at, 1, 13), policy_name, sum(1), sum(processing_stats.success),
+    sum(processing_stats.size_before), sum(processing_stats.size_after),
+    sum(processing_stats.size_change), sum(processing_stats.audio_tracks_removed),
+    sum(processing_stats.subtitle_tracks_removed), sum(processing_stats.attachments_removed),
+    sum((processing_stats.video_target_codec IS NOT NULL)),
+    sum(processing_stats.video_transcode_skipped),
+    sum(processing_stats.audio_tracks_transcoded),
+    sum(CAST(round(processing_stats.duration_seconds * 1000000) AS INTEGER))
 FROM processing_stats GROUP BY 2, 3;
 
-INSERT INTO stats_rollups (span, bucket, policy_name, {_NAMES})
-SELECT 'day', substr(bucket, 1, {_DAY}), policy_name, {_SUMS}
+INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before, size_after,
+    size_saved, audio_removed, subtitles_removed, attachments_removed, videos_transcoded,
+    videos_skipped, audio_transcoded, duration_us)
+SELECT 'day', substr(bucket, 1, 10), policy_name, sum(runs), sum(successes), sum(size_before),
+    sum(size_after), sum(size_saved), sum(audio_removed), sum(subtitles_removed),
+    sum(attachments_removed), sum(videos_transcoded), sum(videos_skipped),
+    sum(audio_transcoded), sum(duration_us)
 FROM stats_rollups WHERE span = 'hour' GROUP BY 2, 3;
 
-INSERT INTO stats_rollups (span, bucket, policy_name, {_NAMES})
-SELECT 'month', substr(bucket, 1, {_MONTH}), policy_name, {_SUMS}
+INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before, size_after,
+    size_saved, audio_removed, subtitles_removed, attachments_removed, videos_transcoded,
+    videos_skipped, audio_transcoded, duration_us)
+SELECT 'month', substr(bucket, 1, 7), policy_name, sum(runs), sum(successes), sum(size_before),
+    sum(size_after), sum(size_saved), sum(audio_removed), sum(subtitles_removed),
+    sum(attachments_removed), sum(videos_transcoded), sum(videos_skipped),
+    sum(audio_transcoded), sum(duration_us)
 FROM stats_rollups WHERE span = 'day' GROUP BY 2, 3;
 
 CREATE TRIGGER stats_rollups_insert AFTER INSERT ON processing_stats BEGIN
-    {_rollup_change("NEW", "+")}
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('month', substr(NEW.processed_at, 1, 7), NEW.policy_name, +(1), +(NEW.success),
+        +(NEW.size_before), +(NEW.size_after), +(NEW.size_change), +(NEW.audio_tracks_removed),
+        +(NEW.subtitle_tracks_removed), +(NEW.attachments_removed),
+        +((NEW.video_target_codec IS NOT NULL)), +(NEW.video_transcode_skipped),
+        +(NEW.audio_tracks_transcoded),
+        +(CAST(round(NEW.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('day', substr(NEW.processed_at, 1, 10), NEW.policy_name, +(1), +(NEW.success),
+        +(NEW.size_before), +(NEW.size_after), +(NEW.size_change), +(NEW.audio_tracks_removed),
+        +(NEW.subtitle_tracks_removed), +(NEW.attachments_removed),
+        +((NEW.video_target_codec IS NOT NULL)), +(NEW.video_transcode_skipped),
+        +(NEW.audio_tracks_transcoded),
+        +(CAST(round(NEW.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('hour', substr(NEW.processed_at, 1, 13), NEW.policy_name, +(1), +(NEW.success),
+        +(NEW.size_before), +(NEW.size_after), +(NEW.size_change), +(NEW.audio_tracks_removed),
+        +(NEW.subtitle_tracks_removed), +(NEW.attachments_removed),
+        +((NEW.video_target_codec IS NOT NULL)), +(NEW.video_transcode_skipped),
+        +(NEW.audio_tracks_transcoded),
+        +(CAST(round(NEW.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
 END;
 
 CREATE TRIGGER stats_rollups_delete AFTER DELETE ON processing_stats BEGIN
-    {_rollup_change("OLD", "-")}
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('month', substr(OLD.processed_at, 1, 7), OLD.policy_name, -(1), -(OLD.success),
+        -(OLD.size_before), -(OLD.size_after), -(OLD.size_change), -(OLD.audio_tracks_removed),
+        -(OLD.subtitle_tracks_removed), -(OLD.attachments_removed),
+        -((OLD.video_target_codec IS NOT NULL)), -(OLD.video_transcode_skipped),
+        -(OLD.audio_tracks_transcoded),
+        -(CAST(round(OLD.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    DELETE FROM stats_rollups WHERE span = 'month' AND bucket = substr(OLD.processed_at, 1, 7)
+        AND policy_name = OLD.policy_name AND runs = 0;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('day', substr(OLD.processed_at, 1, 10), OLD.policy_name, -(1), -(OLD.success),
+        -(OLD.size_before), -(OLD.size_after), -(OLD.size_change), -(OLD.audio_tracks_removed),
+        -(OLD.subtitle_tracks_removed), -(OLD.attachments_removed),
+        -((OLD.video_target_codec IS NOT NULL)), -(OLD.video_transcode_skipped),
+        -(OLD.audio_tracks_transcoded),
+        -(CAST(round(OLD.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    DELETE FROM stats_rollups WHERE span = 'day' AND bucket = substr(OLD.processed_at, 1, 10)
+        AND policy_name = OLD.policy_name AND runs = 0;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('hour', substr(OLD.processed_at, 1, 13), OLD.policy_name, -(1), -(OLD.success),
+        -(OLD.size_before), -(OLD.size_after), -(OLD.size_change), -(OLD.audio_tracks_removed),
+        -(OLD.subtitle_tracks_removed), -(OLD.attachments_removed),
+        -((OLD.video_target_codec IS NOT NULL)), -(OLD.video_transcode_skipped),
+        -(OLD.audio_tracks_transcoded),
+        -(CAST(round(OLD.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    DELETE FROM stats_rollups WHERE span = 'hour' AND bucket = substr(OLD.processed_at, 1, 13)
+        AND policy_name = OLD.policy_name AND runs = 0;
 END;
 
 CREATE TRIGGER stats_rollups_update AFTER UPDATE ON processing_stats BEGIN
-    {_rollup_change("OLD", "-")}
-    {_rollup_change("NEW", "+")}
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('month', substr(OLD.processed_at, 1, 7), OLD.policy_name, -(1), -(OLD.success),
+        -(OLD.size_before), -(OLD.size_after), -(OLD.size_change), -(OLD.audio_tracks_removed),
+        -(OLD.subtitle_tracks_removed), -(OLD.attachments_removed),
+        -((OLD.video_target_codec IS NOT NULL)), -(OLD.video_transcode_skipped),
+        -(OLD.audio_tracks_transcoded),
+        -(CAST(round(OLD.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    DELETE FROM stats_rollups WHERE span = 'month' AND bucket = substr(OLD.processed_at, 1, 7)
+        AND policy_name = OLD.policy_name AND runs = 0;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('day', substr(OLD.processed_at, 1, 10), OLD.policy_name, -(1), -(OLD.success),
+        -(OLD.size_before), -(OLD.size_after), -(OLD.size_change), -(OLD.audio_tracks_removed),
+        -(OLD.subtitle_tracks_removed), -(OLD.attachments_removed),
+        -((OLD.video_target_codec IS NOT NULL)), -(OLD.video_transcode_skipped),
+        -(OLD.audio_tracks_transcoded),
+        -(CAST(round(OLD.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    DELETE FROM stats_rollups WHERE span = 'day' AND bucket = substr(OLD.processed_at, 1, 10)
+        AND policy_name = OLD.policy_name AND runs = 0;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('hour', substr(OLD.processed_at, 1, 13), OLD.policy_name, -(1), -(OLD.success),
+        -(OLD.size_before), -(OLD.size_after), -(OLD.size_change), -(OLD.audio_tracks_removed),
+        -(OLD.subtitle_tracks_removed), -(OLD.attachments_removed),
+        -((OLD.video_target_codec IS NOT NULL)), -(OLD.video_transcode_skipped),
+        -(OLD.audio_tracks_transcoded),
+        -(CAST(round(OLD.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    DELETE FROM stats_rollups WHERE span = 'hour' AND bucket = substr(OLD.processed_at, 1, 13)
+        AND policy_name = OLD.policy_name AND runs = 0;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('month', substr(NEW.processed_at, 1, 7), NEW.policy_name, +(1), +(NEW.success),
+        +(NEW.size_before), +(NEW.size_after), +(NEW.size_change), +(NEW.audio_tracks_removed),
+        +(NEW.subtitle_tracks_removed), +(NEW.attachments_removed),
+        +((NEW.video_target_codec IS NOT NULL)), +(NEW.video_transcode_skipped),
+        +(NEW.audio_tracks_transcoded),
+        +(CAST(round(NEW.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('day', substr(NEW.processed_at, 1, 10), NEW.policy_name, +(1), +(NEW.success),
+        +(NEW.size_before), +(NEW.size_after), +(NEW.size_change), +(NEW.audio_tracks_removed),
+        +(NEW.subtitle_tracks_removed), +(NEW.attachments_removed),
+        +((NEW.video_target_codec IS NOT NULL)), +(NEW.video_transcode_skipped),
+        +(NEW.audio_tracks_transcoded),
+        +(CAST(round(NEW.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
+    INSERT INTO stats_rollups (span, bucket, policy_name, runs, successes, size_before,
+        size_after, size_saved, audio_removed, subtitles_removed, attachments_removed,
+        videos_transcoded, videos_skipped, audio_transcoded, duration_us)
+    VALUES ('hour', substr(NEW.processed_at, 1, 13), NEW.policy_name, +(1), +(NEW.success),
+        +(NEW.size_before), +(NEW.size_after), +(NEW.size_change), +(NEW.audio_tracks_removed),
+        +(NEW.subtitle_tracks_removed), +(NEW.attachments_removed),
+        +((NEW.video_target_codec IS NOT NULL)), +(NEW.video_transcode_skipped),
+        +(NEW.audio_tracks_transcoded),
+        +(CAST(round(NEW.duration_seconds * 1000000) AS INTEGER)))
+    ON CONFLICT (span, bucket, policy_name) DO UPDATE SET runs = runs + excluded.runs,
+        successes = successes + excluded.successes,
+        size_before = size_before + excluded.size_before,
+        size_after = size_after + excluded.size_after,
+        size_saved = size_saved + excluded.size_saved,
+        audio_removed = audio_removed + excluded.audio_removed,
+        subtitles_removed = subtitles_removed + excluded.subtitles_removed,
+        attachments_removed = attachments_removed + excluded.attachments_removed,
+        videos_transcoded = videos_transcoded + excluded.videos_transcoded,
+        videos_skipped = videos_skipped + excluded.videos_skipped,
+        audio_transcoded = audio_transcoded + excluded.audio_transcoded,
+        duration_us = duration_us + excluded.duration_us;
 END;
 
 DROP INDEX idx_stats_file;

@@ -2,6 +2,10 @@
 
 Each problem reads `path.to.field: what is wrong (line N)`, the line taken from the
 YAML node the path points at, so a user can fix a whole file in one go.
+
+A policy may come from anyone, so loading is bounded: the file's size, the number of
+values its anchors and aliases expand to (a "billion laughs" file is a few lines that
+expand to billions), the problems listed and every value quoted in them.
 """
 
 import difflib
@@ -12,7 +16,41 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from vpo.errors import InvalidInputError, PathNotFoundError
-from vpo.policy.schema import Policy, duplicate_phase
+from vpo.policy.schema import SHOWN_CHARS, Policy, duplicate_phase, shown
+
+MAX_POLICY_BYTES = 1_000_000
+# Values (scalars, lists, mappings) the document may hold once every alias is expanded;
+# a real policy has a few hundred.
+MAX_NODES = 10_000
+MAX_DEPTH = 50  # levels of nesting; a real policy has six
+MAX_PROBLEMS = 20
+
+
+class _Refused(Exception):
+    """The document is larger than any policy, so it is not composed any further."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, stopping at the MAX_NODES-th node or the MAX_DEPTH-th level it
+    composes: pure-Python composing costs tens of microseconds a node, so a 1 MB list
+    would otherwise take half a minute before its size could be refused."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._composed = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._composed += 1
+        if self._composed > MAX_NODES:
+            raise _Refused(f"the YAML holds more than {MAX_NODES} values; a policy needs far fewer")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"the YAML is nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
 
 class PolicyError(InvalidInputError):
@@ -27,21 +65,30 @@ class PolicyError(InvalidInputError):
 def load_policy(path: str | Path) -> Policy:
     """Read and validate the policy at `path`."""
     policy_path = Path(path)
-    if not policy_path.is_file():
+    if policy_path.is_dir():
+        raise InvalidInputError(
+            f"The policy {policy_path} is a folder; give the policy's YAML file."
+        )
+    if not policy_path.exists():
         raise PathNotFoundError(f"Policy file not found: {policy_path}")
+    if not policy_path.is_file():
+        raise InvalidInputError(f"The policy {policy_path} is not a regular file.")
     try:
-        text = policy_path.read_text(encoding="utf-8")
+        with policy_path.open("rb") as stream:
+            data = stream.read(MAX_POLICY_BYTES + 1)  # never more, whatever stat said
+        if len(data) > MAX_POLICY_BYTES:
+            raise InvalidInputError(
+                f"The policy {policy_path} is larger than {MAX_POLICY_BYTES // 1_000_000} MB "
+                f"({policy_path.stat().st_size} bytes); a policy is a short YAML file."
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"Cannot read the policy {policy_path}: {exc}.") from exc
     return parse_policy(text, policy_path)
 
 
 def parse_policy(text: str, source: Path = Path("<policy>")) -> Policy:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(source, [_yaml_problem(exc)]) from exc
+    node, data = _load_yaml(text, source)
     if not isinstance(data, dict):
         raise PolicyError(
             source, ["the file must be a YAML mapping (schema_version, name, phases, …)"]
@@ -54,14 +101,65 @@ def parse_policy(text: str, source: Path = Path("<policy>")) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors():
+        for error in exc.errors(include_input=False, include_url=False):
             if "duplicate phase name" in error["msg"]:
                 continue  # already reported above, at the duplicate's own line
-            problems.append(_located(error["loc"], _message(error), node))
-        raise PolicyError(source, problems) from exc
+            problems.append(_located(error["loc"], _message(error, data), node))
+        raise PolicyError(source, _bounded(problems)) from exc
     if problems:
         raise PolicyError(source, problems)
     return policy
+
+
+def _load_yaml(text: str, source: Path) -> tuple[yaml.Node | None, Any]:
+    """The composed document (for line numbers) and the data built from it, refused
+    before it is built when its aliases would expand it beyond MAX_NODES values."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        if _expanded_size(node) > MAX_NODES:
+            raise PolicyError(
+                source,
+                [
+                    f"the YAML expands to more than {MAX_NODES} values (anchors and aliases "
+                    "are counted each time they are used); a policy needs far fewer"
+                ],
+            )
+        try:
+            return node, loader.construct_document(node)
+        except (ValueError, OverflowError) as exc:  # e.g. a 5000-digit number, 2026-13-45
+            raise PolicyError(source, [f"a value cannot be read: {_cut(str(exc), 80)}"]) from exc
+    except _Refused as exc:
+        raise PolicyError(source, [str(exc)]) from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(source, [_yaml_problem(exc)]) from exc
+    except RecursionError as exc:  # a backstop: MAX_DEPTH stops far earlier
+        raise PolicyError(source, ["the YAML is nested too deeply"]) from exc
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document holds with every alias expanded, counted up to just
+    past MAX_NODES (so a recursive alias or a billion laughs stops the count at once)."""
+    count, stack = 0, [root]
+    while stack and count <= MAX_NODES:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return count
+
+
+def _bounded(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"… and {len(problems) - MAX_PROBLEMS} more problems"]
 
 
 def _raw_duplicate(data: dict[str, Any]) -> tuple[int, str] | None:
@@ -71,7 +169,9 @@ def _raw_duplicate(data: dict[str, Any]) -> tuple[int, str] | None:
     return duplicate_phase(p.get("name") if isinstance(p, dict) else None for p in phases)
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Any, data: dict[str, Any]) -> str:
+    """The problem in words; a value is quoted only through `shown` (the error's own
+    input is left out: pydantic would repr all of it)."""
     kind = error["type"]
     if kind == "extra_forbidden":
         key = error["loc"][-1]
@@ -80,9 +180,19 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "required"
     if kind == "literal_error":
-        return f"must be one of {error['ctx']['expected']}, not {error['input']!r}"
+        given = shown(_value_at(data, error["loc"]))
+        return f"must be one of {error['ctx']['expected']}, not {given}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return "?"
+    return data
 
 
 def _closest(key: object, parent: tuple[Any, ...]) -> str | None:
@@ -91,7 +201,7 @@ def _closest(key: object, parent: tuple[Any, ...]) -> str | None:
     if model is None:
         return None
     names = [f.alias or name for name, f in model.model_fields.items()]
-    match = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+    match = difflib.get_close_matches(str(key)[:100], names, n=1, cutoff=0.6)
     return match[0] if match else None
 
 
@@ -132,8 +242,12 @@ def _dotted(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            text += ("." if text else "") + _cut(str(part))  # a key is the user's text
     return text
+
+
+def _cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -6,6 +6,7 @@ and `fre` are one language), and phase names are unique because they are recorde
 """
 
 import re
+import reprlib
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
@@ -26,6 +27,22 @@ VideoCodec = Literal["hevc", "h264", "av1", "vp9"]
 AudioCodec = Literal["aac", "ac3", "eac3", "opus", "flac"]
 ResolutionClass = Literal["480p", "576p", "720p", "1080p", "1440p", "2160p"]
 
+SHOWN_CHARS = 60  # of a value quoted back in a message
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = SHOWN_CHARS
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
+def shown(value: object) -> str:
+    """`value` as a message quotes it: a repr of at most SHOWN_CHARS characters.
+
+    reprlib stops after a few items and levels, so a huge value (a hostile policy's
+    expanded aliases) costs nothing to show; a whole repr of it could exhaust memory.
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
 # Codec names people write, as ffprobe reports them.
 CODEC_ALIASES = {"h265": "hevc", "x265": "hevc", "avc": "h264", "x264": "h264", "mpeg4": "mpeg4"}
 
@@ -33,7 +50,9 @@ CODEC_ALIASES = {"h265": "hevc", "x265": "hevc", "avc": "h264", "x264": "h264", 
 def _language(value: str) -> str:
     code = lookup_language(value) if isinstance(value, str) else None
     if code is None or len(value.strip()) not in (2, 3):
-        raise ValueError(f"unknown language code {value!r} (use ISO 639 codes like eng, jpn, fre)")
+        raise ValueError(
+            f"unknown language code {shown(value)} (use ISO 639 codes like eng, jpn, fre)"
+        )
     return code
 
 
@@ -45,22 +64,22 @@ def _codec(value: str) -> str:
 _BITRATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*(?:bps|b/s)?\s*$")
 
 
+MAX_BITRATE = 100_000_000_000  # 100G: anything above is a typo, and would overflow later
+
+
 def _bitrate(value: object) -> int:
     """`192k`, `8M`, `8000000` → bits per second."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("a bitrate like 192k or 8M")
-    if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError("a bitrate must be positive")
-        return int(value)
-    match = _BITRATE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a bitrate like 192k or 8M")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    bits = int(number * {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}[unit])
-    if bits <= 0:
-        raise ValueError("a bitrate must be positive")
-    return bits
+    if isinstance(value, str):
+        match = _BITRATE.match(value)
+        if not match:
+            raise ValueError(f"{shown(value)} is not a bitrate like 192k or 8M")
+        unit = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}[match.group(2).lower()]
+        value = float(match.group(1)) * unit
+    if not 0 < value <= MAX_BITRATE or int(value) == 0:  # also refuses NaN and infinity
+        raise ValueError("a bitrate must be positive and at most 100G")
+    return int(value)
 
 
 Language = Annotated[str, AfterValidator(_language)]
@@ -197,10 +216,16 @@ class Policy(_Strict):
 
 
 def duplicate_phase(names: Iterable[object]) -> tuple[int, str] | None:
-    """(position, sentence) of the first phase whose name was used before, or None."""
-    seen: dict[object, int] = {}
+    """(position, sentence) of the first phase whose name was used before, or None.
+
+    Only text names are compared: a list or mapping given as a name is not hashable, and
+    validation reports it as that phase's wrong `name`.
+    """
+    seen: dict[str, int] = {}
     for position, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
         if name in seen:
-            return position, f"duplicate phase name {name!r} (also phases[{seen[name]}].name)"
+            return position, f"duplicate phase name {shown(name)} (also phases[{seen[name]}].name)"
         seen[name] = position
     return None
