@@ -2,7 +2,7 @@
 one run with 20 actions, and the library collector's scrape at 100,000 files.
 
 Run: .venv/bin/python benchmarks/bench_telemetry.py [--runs 2000] [--files 100000]
-Targets (QUALITY.md): exporter >= 20,000 spans/s; overhead <= 2 ms per run; scrape of
+Targets (docs/benchmarks.md): exporter >= 20,000 spans/s; overhead <= 2 ms per run; scrape of
 the library collector <= 50 ms at 100,000 files.
 """
 
@@ -104,7 +104,7 @@ def run_overhead(work: Path, runs: int) -> None:
     same time, as in a real batch), and all the CPU it takes, export to SQLite included."""
     db = work / "overhead.db"
     _library(db, 10)
-    tune_garbage_collector()  # as configure_telemetry() does for `vpo process` / `vpo serve`
+    tune_garbage_collector()  # as open_telemetry() does for `vpo process` / `vpo serve`
     telemetry = build_telemetry(db)
     for i in range(50):  # warm-up: connections, caches
         emit(telemetry.tracer, telemetry.metrics, many_action_run(1 + i % 10))

@@ -4,9 +4,11 @@ every row equals what its spans said, field by field, nothing missing or duplica
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -270,7 +272,7 @@ def test_invalid_runs_are_refused_and_the_rest_stored(
     assert "statistics exporter" in caplog.text
 
 
-def test_locked_database_fails_the_export_and_keeps_the_runs(stats_db: Path) -> None:
+def test_a_lock_that_goes_away_is_no_problem(stats_db: Path) -> None:
     telemetry = build_telemetry(stats_db, exporter_busy_timeout=0.2, schedule_delay_millis=60_000)
     run = ten_action_run(file_id=1)
     emit(telemetry.tracer, None, run)  # ended, waiting in the batch processor
@@ -280,10 +282,88 @@ def test_locked_database_fails_the_export_and_keeps_the_runs(stats_db: Path) -> 
         assert telemetry.tracer_provider.force_flush() is True  # the spans reach the exporter
         assert telemetry.exporter.force_flush() is False
         assert telemetry.exporter.pending_runs == 1
-        assert any("database is locked" in p for p in telemetry.exporter.problems)
+        problem = telemetry.recording_problem()  # failing for longer than the busy timeout
+        assert problem is not None and "database is locked" in problem
+        assert telemetry.exporter.problems == []  # not lost: kept for the next try
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert telemetry.exporter.force_flush() is True  # kept, and written once the lock is gone
-    telemetry.shutdown()
+    assert telemetry.recording_problem() is None
+    assert telemetry.shutdown() == []  # a transient lock is not reported as a failure
     assert [r[0] for r in query(stats_db, "SELECT id FROM processing_stats")] == [run.stats_id]
+
+
+def test_a_flush_never_waits_long_behind_a_locked_write(stats_db: Path) -> None:
+    telemetry = build_telemetry(stats_db, schedule_delay_millis=60_000)  # 30 s busy timeout
+    first = ten_action_run(file_id=1)
+    emit(telemetry.tracer, None, first)
+    blocker = sqlite3.connect(stats_db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process writes for long
+    patient = threading.Thread(target=telemetry.exporter.force_flush)  # waits up to 30 s
+    try:
+        started = time.monotonic()
+        flushing = threading.Thread(target=telemetry.tracer_provider.force_flush)
+        flushing.start()  # the export of the batch: one short attempt, then kept
+        flushing.join(timeout=10)
+        assert not flushing.is_alive()
+        patient.start()
+        time.sleep(0.3)
+        asked = time.monotonic()
+        assert telemetry.recording_problem() is None  # locked for less than the busy timeout
+        assert telemetry.exporter.problems == []
+        assert telemetry.exporter.force_flush(timeout_millis=200) is False
+        assert time.monotonic() - asked < 3  # never behind the patient writer's 30 s
+        assert time.monotonic() - started < 6
+        assert telemetry.exporter.pending_runs == 1
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    patient.join(timeout=10)
+    assert not patient.is_alive()
+    assert telemetry.exporter.pending_runs == 0
+    assert telemetry.shutdown() == []
+    assert [r[0] for r in query(stats_db, "SELECT id FROM processing_stats")] == [first.stats_id]
+
+
+def test_a_run_sqlite_cannot_hold_is_refused_alone(stats_db: Path) -> None:
+    telemetry = build_telemetry(stats_db, max_export_batch_size=4, schedule_delay_millis=50)
+    runs = [ten_action_run(file_id=1 + i % 3) for i in range(6)]
+    runs[1].size_before = 2**63  # an integer SQLite cannot store
+    runs[4].phases[0][1][0].track_index = 2**64
+    for run in runs:
+        emit(telemetry.tracer, None, run)
+    problems = telemetry.shutdown()
+
+    stored = {r[0] for r in query(stats_db, "SELECT id FROM processing_stats")}
+    assert stored == {r.stats_id for i, r in enumerate(runs) if i not in (1, 4)}
+    assert len(problems) == 2
+    for bad in (runs[1], runs[4]):
+        assert any(bad.stats_id in p and "OverflowError" in p for p in problems)
+    assert query(marker_path(stats_db), "SELECT count(*) FROM runs_in_progress")[0][0] == 0
+
+
+def test_bookkeeping_is_bounded(stats_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpo.telemetry import exporter as exporter_module
+
+    monkeypatch.setattr(exporter_module, "MAX_WAITING_SPANS", 20)
+    monkeypatch.setattr(exporter_module, "MAX_PROBLEMS", 5, raising=False)
+    telemetry = build_telemetry(stats_db, max_export_batch_size=8, schedule_delay_millis=50)
+    tracer = telemetry.tracer
+    for _ in range(30):  # runs whose roots never end (a bug): children wait, then go
+        root = tracer.start_span(attr.PROCESS_FILE, attributes={attr.POLICY_NAME: "p"})
+        with trace.use_span(root), tracer.start_as_current_span(attr.PHASE):
+            for _ in range(2):
+                with tracer.start_as_current_span(attr.ACTION):
+                    pass
+    for _ in range(12):  # runs of a file the library does not know: each refused
+        emit(tracer, None, ten_action_run(file_id=999))
+    telemetry.flush()
+
+    exporter = telemetry.exporter
+    assert len(exporter._waiting) <= 20
+    assert len(exporter._children) <= 20  # no list left behind for roots that never came
+    assert set(exporter._parent_of) == set(exporter._waiting)
+    problems = telemetry.shutdown()
+    assert len(problems) == 6
+    assert problems[-1].startswith("… and ") and "more problem(s)" in problems[-1]

@@ -12,8 +12,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-from tests.helpers import database_with_files
+from tests.helpers import database_with_files, query
 from tests.synthetic import emit, ten_action_run
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.setup import build_telemetry
@@ -96,3 +97,61 @@ def test_nothing_leaves_the_machine_without_an_endpoint(
     telemetry = build_telemetry(_db(tmp_path))
     assert not telemetry.otlp_enabled
     telemetry.shutdown()
+
+
+def test_the_users_sampler_and_limits_shape_only_what_goes_to_otlp(
+    tmp_path: Path, receiver: tuple[str, list], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, requests = receiver
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "8")
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "4")
+    db = database_with_files(tmp_path / "vpo.db", 3)
+    telemetry = build_telemetry(db, max_export_batch_size=8)
+    runs = [ten_action_run(1 + i % 3) for i in range(16)]
+    for run in runs:
+        emit(telemetry.tracer, None, run)
+    assert telemetry.shutdown() == []
+
+    # The statistics: every run, every attribute whole.
+    stored = {r["id"]: r for r in query(db, "SELECT * FROM processing_stats")}
+    assert set(stored) == {run.stats_id for run in runs}
+    assert query(db, "SELECT count(*) FROM action_results")[0][0] == 16 * 10
+    trace_ids = {int(r["trace_id"], 16) for r in stored.values()}
+
+    # OTLP: the traces the user's sampler keeps, each whole, cut to the user's limits.
+    spans = [
+        span
+        for request in requests
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    sent: dict[int, int] = {}
+    for span in spans:
+        trace_id = int.from_bytes(span.trace_id, "big")
+        sent[trace_id] = sent.get(trace_id, 0) + 1
+        assert len(span.attributes) <= 4
+        for kv in span.attributes:
+            assert len(kv.value.string_value) <= 8
+    sampler = TraceIdRatioBased(0.5)
+    kept = {t for t in trace_ids if sampler.should_sample(None, t, "x").decision.is_sampled()}
+    assert set(sent) == kept and 0 < len(kept) < len(trace_ids)
+    assert set(sent.values()) == {14}  # whole traces: root, 3 phases, 10 actions
+
+
+def test_an_always_off_sampler_sends_nothing_and_records_everything(
+    tmp_path: Path, receiver: tuple[str, list], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, requests = receiver
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    db = _db(tmp_path)
+    telemetry = build_telemetry(db)
+    run = ten_action_run(1)
+    emit(telemetry.tracer, None, run)
+    assert telemetry.shutdown() == []
+    assert requests == []
+    assert [r[0] for r in query(db, "SELECT id FROM processing_stats")] == [run.stats_id]

@@ -1,6 +1,9 @@
 """Commands that process files record their runs through telemetry; this is how they
 start it, optionally serve `/metrics`, and make sure every run is in the database
-before the command exits — or exit 1 saying which runs could not be recorded."""
+before the command exits — or exit 1 saying which runs could not be recorded.
+
+Each command gets a `Telemetry` of its own, shut down when it ends: nothing global that
+one finished command could shut down under another."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +24,9 @@ def recording(
 ) -> Iterator["Telemetry"]:
     """Telemetry for the command's runs; flushed and shut down on the way out."""
     from vpo.telemetry.serving import start_metrics_server
-    from vpo.telemetry.setup import configure_telemetry
+    from vpo.telemetry.setup import open_telemetry
 
-    telemetry = configure_telemetry(app.resolved_db_path)
+    telemetry = open_telemetry(app.resolved_db_path)
     server = None
     if metrics_port is not None:
         try:

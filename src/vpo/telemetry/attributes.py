@@ -1,4 +1,4 @@
-"""The span contract (DATA-MODEL.md): every span name and `vpo.*` attribute, in one place.
+"""The span contract (docs/statistics.md): every span name and `vpo.*` attribute, in one place.
 
 The workflow sets these on its spans; the exporter builds statistics rows from them.
 Neither side spells an attribute name anywhere else.
@@ -67,3 +67,19 @@ BEFORE_VALUES = {
     VIDEO_SOURCE_CODEC: "video_source_codec",
     PHASES_TOTAL: "phases_total",
 }
+
+# After values of the root, by the key the interrupted-run marker stores them under
+# (see vpo.db.interrupted.AFTER_KEYS). The workflow sets them on the root, as they stand
+# after each phase that changed the file, before it ends that phase's span.
+AFTER_VALUES = {
+    SIZE_AFTER: "size_after",
+    HASH_AFTER: "hash_after",
+    AUDIO_AFTER: "audio_tracks_after",
+    SUBTITLE_AFTER: "subtitle_tracks_after",
+    ATTACHMENT_AFTER: "attachments_after",
+    PHASES_COMPLETED: "phases_completed",
+    CHANGES_TOTAL: "total_changes",
+}
+
+# Everything a run's marker keeps.
+MARKER_VALUES = {**BEFORE_VALUES, **AFTER_VALUES}

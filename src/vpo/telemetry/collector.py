@@ -1,4 +1,4 @@
-"""`LibraryCollector`: what is in the database, read at scrape time (METRICS.md).
+"""`LibraryCollector`: what is in the database, read at scrape time (docs/metrics.md).
 
 A `prometheus_client` custom collector. It reads the trigger-kept library totals and
 statistics rollups (a few rows, whatever the library's size), through a short read

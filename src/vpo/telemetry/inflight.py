@@ -1,15 +1,19 @@
 """`RunMarkerProcessor`: a span processor that marks runs in progress.
 
-At a root's start it writes a marker (stats id, file, policy, the before values known
-so far, this process's identity); at a phase's start it refreshes the marker when the
-root's before values changed (they are measured after the root starts) or a while has
-passed. The exporter deletes the marker once the run's rows are committed. If the
-process dies, the next `open_database` turns the marker into a failed, interrupted run.
+At a root's start it writes a marker (stats id, file, policy, the before values, this
+process's lease token); when a `vpo.phase` span ends it writes the root's after values
+so far (the workflow sets them on the root before ending a phase that changed the
+file), so an interrupted run is recorded with what it actually applied; a heartbeat
+thread refreshes `last_seen_at` of every live marker about once a second, so the
+duration of an interrupted run reaches its last sign of life. The exporter deletes a
+marker once the run's rows are committed (docs/statistics.md).
 """
 
 import logging
 import sqlite3
+import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,52 +26,69 @@ from vpo.timefmt import format_ns
 
 log = logging.getLogger(__name__)
 
-REFRESH_AFTER_NS = 5 * 1_000_000_000  # how stale `last_seen_at` may get between phases
+HEARTBEAT_SECONDS = 1.0  # how stale `last_seen_at` of a live run may get
 
 
 class RunMarkerProcessor(SpanProcessor):
     """Keeps the marker store in step with the live `vpo.process_file` spans."""
 
-    def __init__(self, store: MarkerStore) -> None:
+    def __init__(
+        self,
+        store: MarkerStore,
+        lease_token: str | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.store = store
-        self._live: dict[int, tuple[Span, dict[str, Any], int]] = {}  # root id → (span, known, ns)
+        self.lease_token = lease_token
+        self.heartbeat_seconds = heartbeat_seconds
+        self._lock = threading.Lock()
+        # root span id → (root span, stats id, the values last written to its marker)
+        self._live: dict[int, tuple[Span, str, dict[str, Any]]] = {}
         self._identity = this_process()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     @classmethod
-    def for_database(cls, db_path: str | Path) -> "RunMarkerProcessor":
-        return cls(MarkerStore(db_path))
+    def for_database(
+        cls, db_path: str | Path, lease_token: str | None = None
+    ) -> "RunMarkerProcessor":
+        return cls(MarkerStore(db_path), lease_token)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        now = span.start_time or time.time_ns()
         if span.name == attr.PROCESS_FILE:
-            known = _before_values(span.attributes or {})
-            self._live[span.context.span_id] = (span, known, now)
-            self._mark(span, known, now)
+            self._start_run(span)
         elif span.name == attr.PHASE and span.parent is not None:
-            entry = self._live.get(span.parent.span_id)
-            if entry is None:
-                return
-            root, known, touched = entry
-            current = _before_values(root.attributes or {})
-            if current != known or now - touched >= REFRESH_AFTER_NS:
-                self._live[span.parent.span_id] = (root, current, now)
-                self._touch(root, current, now)
+            # Before values a workflow set after the root started reach the marker here.
+            self._refresh(span.parent.span_id, span.start_time or time.time_ns())
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.name == attr.PROCESS_FILE and span.context is not None:
-            self._live.pop(span.context.span_id, None)
+        if span.name == attr.PHASE and span.parent is not None:
+            # The root now holds the after values of the phases completed so far.
+            self._refresh(span.parent.span_id, span.end_time or time.time_ns())
+        elif span.name == attr.PROCESS_FILE and span.context is not None:
+            with self._lock:
+                self._live.pop(span.context.span_id, None)
 
     def shutdown(self) -> None:
+        self._stop.set()
+        beat = self._beat
+        if beat is not None and beat is not threading.current_thread():
+            beat.join(timeout=5)
         self.store.close()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
 
-    def _mark(self, root: Span, known: dict[str, Any], now_ns: int) -> None:
+    def _start_run(self, root: Span) -> None:
         a = root.attributes or {}
         stats_id = a.get(attr.STATS_ID)
         if not isinstance(stats_id, str):
             return
+        now_ns = time.time_ns()
+        known = _known_values(a)
+        with self._lock:
+            self._live[root.context.span_id] = (root, stats_id, known)
+        self._ensure_heartbeat()
         host, pid, started = self._identity
         marker = RunMarker(
             stats_id=stats_id,
@@ -81,25 +102,64 @@ class RunMarkerProcessor(SpanProcessor):
             pid=pid,
             pid_started=started,
             attributes=known,
+            lease_token=self.lease_token,
         )
-        self._guarded(stats_id, self.store.write, marker)
+        _guarded(stats_id, self.store.write, marker)
 
-    def _touch(self, root: Span, known: dict[str, Any], now_ns: int) -> None:
-        stats_id = (root.attributes or {}).get(attr.STATS_ID)
-        if isinstance(stats_id, str):
-            self._guarded(stats_id, self.store.touch, stats_id, format_ns(now_ns), known)
+    def _refresh(self, root_id: int, now_ns: int) -> None:
+        """Write the root's before and after values to its marker if they changed."""
+        with self._lock:
+            entry = self._live.get(root_id)
+        if entry is None:
+            return
+        root, stats_id, written = entry
+        current = _known_values(root.attributes or {})
+        if current == written:
+            return
+        with self._lock:
+            if root_id in self._live:
+                self._live[root_id] = (root, stats_id, current)
+        _guarded(stats_id, self.store.touch, stats_id, format_ns(now_ns), current)
 
-    @staticmethod
-    def _guarded(stats_id: str, write: Any, *args: Any) -> None:
-        try:
-            write(*args)
-        except sqlite3.Error as exc:
-            # The run itself is still exported at its end; only crash-safety is lost.
-            log.warning("cannot mark run %s as in progress: %s", stats_id, exc)
+    def _ensure_heartbeat(self) -> None:
+        if self._beat is not None or self._stop.is_set():
+            return
+        with self._lock:
+            if self._beat is None:
+                self._beat = threading.Thread(
+                    target=self._heartbeat, name="vpo-run-heartbeat", daemon=True
+                )
+                self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            with self._lock:
+                ids = [stats_id for _root, stats_id, _known in self._live.values()]
+            if not ids:
+                continue
+            try:
+                self.store.heartbeat(ids, format_ns(time.time_ns()))
+            except sqlite3.Error as exc:  # the next beat tries again
+                log.debug("cannot refresh the markers of runs in progress: %s", exc)
 
 
-def _before_values(attributes: Any) -> dict[str, Any]:
-    return {key: attributes[name] for name, key in attr.BEFORE_VALUES.items() if name in attributes}
+def _known_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The root's values a marker keeps, read key by key (the span may be changing in the
+    workflow's thread)."""
+    known = {}
+    for name, key in attr.MARKER_VALUES.items():
+        value = attributes.get(name)
+        if value is not None:
+            known[key] = value
+    return known
+
+
+def _guarded(stats_id: str, write: Callable[..., None], *args: Any) -> None:
+    try:
+        write(*args)
+    except sqlite3.Error as exc:
+        # The run itself is still exported at its end; only crash-safety is lost.
+        log.warning("cannot mark run %s as in progress: %s", stats_id, exc)
 
 
 def _opt_int(value: object) -> int | None:

@@ -1,8 +1,8 @@
-"""The OpenTelemetry instruments of METRICS.md behind a small recording API.
+"""The OpenTelemetry instruments of docs/metrics.md behind a small recording API.
 
 The workflow calls `RunMetrics` methods with plain values; it never spells a metric
 name or a label. Instrument names and units are chosen so the Prometheus exporter
-exposes exactly the names of METRICS.md (`.` → `_`, `By` → `_bytes`, `s` → `_seconds`,
+exposes exactly the names of docs/metrics.md (`.` → `_`, `By` → `_bytes`, `s` → `_seconds`,
 `_total` on counters; `{…}` units are annotations and add nothing).
 """
 
@@ -103,7 +103,7 @@ class RunOutcome:
 
 
 class RunMetrics:
-    """Records the live instruments of METRICS.md for the runs of this process."""
+    """Records the live instruments of docs/metrics.md for the runs of this process."""
 
     def __init__(self, meter: Meter) -> None:
         self._files = meter.create_counter(FILES_PROCESSED, "{file}", "File runs finished")

@@ -1,4 +1,4 @@
-"""Finished spans of one run → the statistics record of that run (DATA-MODEL.md).
+"""Finished spans of one run → the statistics record of that run (docs/statistics.md).
 
 Durations come from span times, `processed_at` from the root's start, `trace_id` from
 the span context, success and the error from the span status. A child that would make
