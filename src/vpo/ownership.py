@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -124,6 +125,12 @@ class HeldLock:
         self.fd = -1
 
 
+# A stale-lock cleaner holds a lock for microseconds while it tests it: a few short
+# retries tell that from a real holder, who keeps it for a whole run.
+BUSY_RETRIES = 3
+BUSY_RETRY_SECONDS = 0.005
+
+
 def hold_lock(path: str | os.PathLike[str], create: bool = True) -> HeldLock | None:
     """Lock `path` exclusively (creating it when `create`); None when another holds it.
 
@@ -132,12 +139,15 @@ def hold_lock(path: str | os.PathLike[str], create: bool = True) -> HeldLock | N
     """
     target = Path(path)
     flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
-    for _ in range(100):
+    for attempt in range(100):
         fd = os.open(target, flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            if attempt < BUSY_RETRIES:  # perhaps a cleaner testing it for a moment
+                time.sleep(BUSY_RETRY_SECONDS)
+                continue
             return None
         try:
             same = target.lstat().st_ino == os.fstat(fd).st_ino
@@ -169,8 +179,12 @@ class Lease:
         if held is None:  # a random 64-bit token in use: cannot happen
             raise OSError(f"lease {self.path} is held by another process")
         self._held = held
-        os.ftruncate(held.fd, 0)
-        os.write(held.fd, owner.to_json().encode())
+        try:
+            os.ftruncate(held.fd, 0)
+            os.write(held.fd, owner.to_json().encode())
+        except OSError:
+            held.release(unlink=True)  # e.g. a full disk: leave no half-made lease behind
+            raise
 
     def release(self) -> None:
         self._held.release(unlink=True)
