@@ -99,7 +99,18 @@ def ffmpeg_args(
         per_type[ts.kind] = per_type.get(ts.kind, 0) + 1
     muxer = MUXERS.get(container, container)
     extra = ["-movflags", "+faststart"] if muxer in ("mp4", "mov") else []
-    return [*args, *codec_args, *extra, "-progress", "pipe:1", "-nostats", "-f", muxer, output]
+    # `file:` keeps a name like `.a:b.mkv` from being read as a protocol.
+    return [
+        *args,
+        *codec_args,
+        *extra,
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-f",
+        muxer,
+        f"file:{output}",
+    ]
 
 
 def _encoder_args(position: int, kind: TrackType, wish: dict[str, object]) -> list[str]:

@@ -3,8 +3,16 @@ bytes it read and wrote, taken from the kernel's accounting of the finished proc
 
 The process is waited for without being reaped (`waitid(WNOWAIT)`), so its
 `/proc/<pid>/io` can still be read — exact I/O figures for the phase's statistics.
+
+A tool never outlives VPO: it runs in its own process group (a terminal's Ctrl-C
+reaches VPO, which stops it cleanly) with `PR_SET_PDEATHSIG = SIGKILL`, so the kernel
+kills it when the thread that started it — which waits for it — ends, however VPO ends
+(even SIGKILL). A `Cancellation` (VPO's SIGTERM / SIGINT handler cancels it) stops the
+tools that are running and refuses to start new ones.
 """
 
+import contextlib
+import ctypes
 import os
 import select
 import signal
@@ -17,9 +25,111 @@ from pathlib import Path
 
 from vpo.errors import VpoError
 
+PR_SET_PDEATHSIG = 1
+TERMINATE_GRACE_SECONDS = 5.0
+
 
 class ToolError(VpoError):
     """A tool failed, timed out or could not be started; the message says which and why."""
+
+
+class RunInterrupted(VpoError):
+    """The run was cancelled (e.g. VPO got SIGTERM); the message is the reason."""
+
+
+class Cancellation:
+    """A flag VPO's signal handlers raise; tools started with it are stopped at once.
+
+    `cancel` may run inside a signal handler on a thread that holds the lock, so the
+    lock is reentrant and `cancel` never waits: it sends SIGTERM to each running tool's
+    process group and leaves a timer to send SIGKILL to those still there after
+    `grace` seconds. A second `cancel` sends SIGKILL at once."""
+
+    def __init__(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+        self.grace = grace
+        self._lock = threading.RLock()
+        self._reason: str | None = None
+        self._groups: set[int] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._reason is not None
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is not None:
+                self._signal_all(signal.SIGKILL)
+                return
+            self._reason = reason
+            self._signal_all(signal.SIGTERM)
+        self._escalate()
+
+    def check(self) -> None:
+        """Raise `RunInterrupted` when cancelled."""
+        if self._reason is not None:
+            raise RunInterrupted(self._reason)
+
+    def _register(self, group: int) -> None:
+        with self._lock:
+            self._groups.add(group)
+            if self._reason is None:
+                return
+            _signal_group(group, signal.SIGTERM)  # cancelled while the tool was starting
+        self._escalate()
+
+    def _unregister(self, group: int) -> None:
+        """Called before the tool is reaped: its group id cannot be reused meanwhile."""
+        with self._lock:
+            self._groups.discard(group)
+
+    def _signal_all(self, signum: signal.Signals) -> None:
+        for group in self._groups:
+            _signal_group(group, signum)
+
+    def _escalate(self) -> None:
+        timer = threading.Timer(self.grace, self._kill_remaining)
+        timer.daemon = True
+        timer.start()
+
+    def _kill_remaining(self) -> None:
+        with self._lock:
+            self._signal_all(signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def _load_prctl() -> "ctypes._CFuncPtr | None":
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _load_prctl()  # resolved here: the child after fork only calls it
+
+
+def _child_setup(parent: int, extra: Callable[[], None] | None) -> Callable[[], None]:
+    """The code a tool's process runs before exec: die with its parent, then `extra`."""
+
+    def setup() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before the line above
+                os.kill(os.getpid(), signal.SIGKILL)
+        if extra is not None:
+            extra()
+
+    return setup
 
 
 @dataclass(frozen=True)
@@ -44,9 +154,13 @@ def run_tool(
     on_stdout_line: Callable[[str], None] | None = None,
     ok_codes: Sequence[int] = (0,),
     preexec_fn: Callable[[], None] | None = None,
+    cancellation: Cancellation | None = None,
 ) -> ToolResult:
-    """Run `args`, raising `ToolError` on a start failure, a timeout or a bad exit code."""
+    """Run `args`, raising `ToolError` on a start failure, a timeout or a bad exit code,
+    and `RunInterrupted` when `cancellation` is (or becomes) cancelled."""
     name = Path(args[0]).name
+    if cancellation is not None:
+        cancellation.check()
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -56,10 +170,13 @@ def run_tool(
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            preexec_fn=preexec_fn,
+            preexec_fn=_child_setup(os.getpid(), preexec_fn),
+            start_new_session=True,
         )
     except OSError as exc:
         raise ToolError(f"cannot start {name}: {exc.strerror}") from exc
+    if cancellation is not None:
+        cancellation._register(proc.pid)
     out: list[str] = []
     err: list[str] = []
     readers = [
@@ -68,10 +185,21 @@ def run_tool(
     ]
     for reader in readers:
         reader.start()
-    finished = _wait_unreaped(proc.pid, timeout)
+    try:
+        finished = _wait_unreaped(proc.pid, timeout)
+    except BaseException:  # e.g. KeyboardInterrupt while waiting: the tool goes too
+        _signal_group(proc.pid, signal.SIGKILL)
+        raise
+    finally:
+        if cancellation is not None:
+            cancellation._unregister(proc.pid)
     if not finished:
-        proc.kill()
+        _signal_group(proc.pid, signal.SIGKILL)
+        _wait_unreaped(proc.pid, timeout)
     io = _io_of(proc.pid)
+    # Whatever the tool left in its group dies with it (the leader is not reaped yet,
+    # so the group id cannot belong to anyone else).
+    _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
     for reader in readers:
         reader.join()
@@ -83,6 +211,8 @@ def run_tool(
         bytes_read=io.get("rchar"),
         bytes_written=io.get("wchar"),
     )
+    if cancellation is not None and cancellation.reason is not None:
+        raise RunInterrupted(cancellation.reason)
     if not finished:
         raise ToolError(f"{name} took longer than {timeout:g} s and was stopped")
     if result.returncode not in ok_codes:

@@ -1,32 +1,54 @@
-"""Replacing an original only with a verified copy.
+"""Replacing an original only with a verified copy, and cleaning up after killed runs.
 
 Work is written to a hidden temporary file beside the original (same filesystem, so the
 final rename is atomic); once verified it is flushed to disk and renamed over the
 original, then the directory entry is flushed. On any failure the temporary file is
-removed and the original is untouched. A temporary file left by a killed VPO names the
-dead process and is removed by the next run.
+removed and the original is untouched.
+
+The temporary file is created by VPO and flock-ed until it is committed or discarded
+(mkvmerge and ffmpeg open their output with O_TRUNC, so they write into that very
+file). One nobody holds was left by a process that is gone — whatever its PID
+namespace or host — and `clean_stale_work` removes it; edit journals nobody holds are
+applied (`vpo.media.edit_journal`). Names fit 255 bytes whatever the original's length.
 """
 
 import contextlib
 import os
 import re
-import secrets
 from pathlib import Path
 
-from vpo.db.interrupted import process_alive
+from vpo.errors import VpoError
+from vpo.media import edit_journal
+from vpo.ownership import hold_lock, is_locked
 
-_TEMP = re.compile(r"^\.(?P<name>.+)\.vpo-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")
+# `.NAME.vpo-TOKEN.ext`; older VPOs put their PID before the token.
+_TEMP = re.compile(r"^\..*\.vpo-(?:\d+-)?[0-9a-f]{8}(?:\.[^.]*)?$", re.DOTALL)
+
+
+class TemporaryFileError(VpoError):
+    """No temporary file can be made beside the original (read-only folder, full disk)."""
 
 
 class TemporaryOutput:
-    """The temporary file a phase writes, and the rules for swapping it in."""
+    """The temporary file a phase writes (created and locked here), and the rules for
+    swapping it in."""
 
     def __init__(self, original: Path) -> None:
         self.original = original
-        token = secrets.token_hex(4)
-        self.path = original.with_name(
-            f".{original.name}.vpo-{os.getpid()}-{token}{original.suffix}"
-        )
+        for _ in range(10):  # a held name (a 32-bit token in use) gets another token
+            self.path = edit_journal.hidden_sibling(
+                original, edit_journal.new_token(), original.suffix
+            )
+            try:
+                held = hold_lock(self.path)  # creates the file; safe against a cleaner's race
+            except OSError as exc:
+                raise TemporaryFileError(
+                    f"cannot create a temporary file in {original.parent}: {exc.strerror}"
+                ) from exc
+            if held is not None:
+                self._held = held
+                return
+        raise TemporaryFileError(f"cannot create a temporary file beside {original.name}")
 
     def commit(self) -> None:
         """fsync the new file, give it the original's permissions, rename it over the
@@ -38,35 +60,60 @@ class TemporaryOutput:
         with contextlib.suppress(PermissionError):  # not ours to give away: stays the runner's
             os.chown(self.path, stat.st_uid, stat.st_gid)
         self.path.replace(self.original)
+        self._held.release()  # the lock goes with the file, now the original
         _fsync_directory(self.original.parent)
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self._held.release(unlink=True)
 
 
 def stale_temporaries(directory: Path) -> list[Path]:
-    """Temporary files in `directory` whose VPO process is gone."""
-    found = []
+    """Temporary files in `directory` that no running VPO holds."""
     try:
-        entries = list(directory.iterdir())
+        entries = sorted(directory.iterdir())
     except OSError:
-        return found
-    for entry in entries:
-        match = _TEMP.match(entry.name)
-        if match and not process_alive(int(match.group("pid")), None):
-            found.append(entry)
-    return found
+        return []
+    return [
+        e
+        for e in entries
+        if _TEMP.match(e.name)
+        and not e.name.endswith(edit_journal.SUFFIX)  # journals are applied, never deleted
+        and e.is_file()
+        and not is_locked(e)
+    ]
+
+
+def find_stale_work(directory: Path) -> list[Path]:
+    """What killed runs left in `directory`: temporary files and edit journals nobody holds."""
+    return sorted([*stale_temporaries(directory), *edit_journal.find_stale(directory)])
+
+
+def clean_stale_work(directory: Path) -> list[str]:
+    """Undo interrupted in-place edits (from their journals) and delete stale temporary
+    files in `directory`; one sentence per thing done."""
+    done = []
+    for journal in edit_journal.find_stale(directory):
+        sentence = edit_journal.recover_journal(journal)
+        if sentence:
+            done.append(sentence)
+    for path in stale_temporaries(directory):
+        held = hold_lock(path, create=False)  # taken, so no process can start using it
+        if held is None:
+            continue
+        size = os.fstat(held.fd).st_size
+        held.release(unlink=True)
+        done.append(f"removed {path.name} ({size:,} bytes), left by an interrupted run")
+    return done
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Delete what `stale_temporaries` finds; return what was removed."""
     removed = []
     for path in stale_temporaries(directory):
-        try:
-            path.unlink()
+        held = hold_lock(path, create=False)
+        if held is not None:
+            held.release(unlink=True)
             removed.append(path)
-        except OSError:
-            continue
     return removed
 
 
