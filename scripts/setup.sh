@@ -13,6 +13,7 @@ declare -A NEEDS=(
     [mkvpropedit]=mkvtoolnix
     [/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf]=fonts-dejavu-core
     [promtool]=prometheus  # promtool checks the /metrics exposition in the tests
+    [strace]=strace  # the tests stop a tool at a chosen write
 )
 
 PYTHON="${PYTHON:-python3}"

@@ -112,7 +112,7 @@ def test_inspect_bad_input(tmp_path: Path, sample_files: list[SampleFile]) -> No
     broken = run_vpo("inspect", corrupt)
     assert broken.returncode == 1
     assert broken.stderr.strip() == (
-        f"Error: ffprobe cannot read {corrupt}: Invalid data found when processing input."
+        f"Error: {corrupt}: ffprobe cannot read the file: Invalid data found when processing input."
     )
 
 

@@ -146,8 +146,10 @@ def test_read_only_directory(library: Path, db_path: Path) -> None:
     assert _temporaries(library) == []
     (run,) = _runs(db_path)
     assert run["success"] == 0
-    assert "mkvmerge failed" in run["error_message"]
-    assert f"failed: {movie}: mkvmerge failed" in result.stdout
+    # VPO creates the temporary file itself (to own it by a lock), so it is VPO that says so.
+    problem = f"cannot create a temporary file in {library}: Operation not permitted"
+    assert run["error_message"] == problem
+    assert f"failed: {movie}: {problem}" in result.stdout
 
 
 def test_on_error_fail_stops_the_batch(
@@ -160,7 +162,9 @@ def test_on_error_fail_stops_the_batch(
     assert result.exit_code == 1
     assert "Stopped after the first failure (on_error: fail)" in result.stdout
     (run,) = _runs(db_path)
-    assert run["success"] == 0 and "random-bytes.mkv" in run["error_message"]
+    assert run["success"] == 0 and "ffprobe cannot read the file" in run["error_message"]
+    (path,) = query(db_path, "SELECT path FROM files WHERE id = ?", (run["file_id"],))[0]
+    assert path.endswith("000-broken/random-bytes.mkv")
 
 
 def test_parallel_jobs_record_every_run(library: Path, db_path: Path) -> None:

@@ -31,9 +31,11 @@ class AppContext:
     def connect_existing(self) -> sqlite3.Connection:
         """Open the database for reading statistics; a missing file is not created but
         answered with "no statistics" (exit 65)."""
+        from vpo.db.connection import check_db_folder
         from vpo.errors import NoStatisticsError
 
         path = self.resolved_db_path
+        check_db_folder(path)  # a mistyped folder is exit 64, not "no statistics yet"
         if not path.exists():
             raise NoStatisticsError(
                 f"No statistics yet: there is no database at {path} "

@@ -25,10 +25,14 @@ if TYPE_CHECKING:
 @db_option  # unused, but accepted like on every command (`vpo inspect --db X FILE`)
 def inspect(file: str, output_format: str) -> None:
     """Show the container, duration and tracks of FILE, and its partial hash."""
-    from vpo.media.probe import probe
+    from vpo.media.probe import ProbeError, probe
+    from vpo.pathnames import path_text
 
     path = require_file(file)
-    media = probe(path)
+    try:
+        media = probe(path)
+    except ProbeError as exc:
+        raise ProbeError(f"{path_text(path)}: {exc.message}") from exc
     if output_format == "json":
         click.echo(json.dumps(media.to_dict(), indent=2))
     else:

@@ -1,5 +1,13 @@
-"""`vpo process --policy FILE PATH...`: apply a policy to every video file under PATHs."""
+"""`vpo process --policy FILE PATH...`: apply a policy to every video file under PATHs.
 
+SIGINT and SIGTERM stop the batch the way a user wants: the running tools are stopped,
+their temporary files removed, the interrupted runs recorded as such, every run so far
+flushed to the database, and the command exits 130 / 143 (docs/cli.md).
+"""
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,6 +17,7 @@ from vpo.cli.context import AppContext, db_option
 from vpo.cli.paths import require_paths
 
 if TYPE_CHECKING:
+    from vpo.executor.process import Cancellation
     from vpo.policy.schema import Policy
     from vpo.workflow.batch import BatchReport
 
@@ -68,24 +77,54 @@ def process(
         click.echo("No video files found.")
         return
     if dry_run:
-        _dry_run(policy, files)
+        if not _dry_run(policy, files):
+            raise SystemExit(1)
         return
-    report = _run(app, policy, files, jobs, metrics_port)
+    from vpo.executor.process import Cancellation
+
+    cancellation = Cancellation()
+    with _stop_on_signals(cancellation) as received:
+        report = _run(app, policy, files, jobs, metrics_port, cancellation)
     _summary(report)
-    if report.failed:
+    if received:
+        raise SystemExit(128 + received[0])
+    if report.failed or report.skipped or report.stopped_early:
         raise SystemExit(1)
 
 
-def _dry_run(policy: "Policy", files: list[Path]) -> None:
+@contextmanager
+def _stop_on_signals(cancellation: "Cancellation") -> Iterator[list[int]]:
+    """SIGINT/SIGTERM cancel the batch (tools stopped, runs recorded as interrupted)
+    instead of killing VPO mid-write; yields the signals received, first first."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        cancellation.cancel(f"interrupted by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _dry_run(policy: "Policy", files: list[Path]) -> bool:
+    """Print each file's plan; False when some file could not be planned."""
     from vpo.media.probe import ProbeError, probe
+    from vpo.pathnames import path_text
     from vpo.policy.planner import plan
 
+    unplannable: list[Path] = []
     for path in files:
-        click.echo(str(path))
+        click.echo(path_text(path))
         try:
             file_plan = plan(probe(path), policy)
-        except ProbeError as exc:
-            click.echo(f"  cannot plan: {exc.message}")
+        except (ProbeError, OSError) as exc:
+            reason = exc.message if isinstance(exc, ProbeError) else exc.strerror
+            click.echo(f"  cannot plan: {reason}")
+            unplannable.append(path)
             continue
         if file_plan.empty:
             click.echo("  already conforms: nothing to do")
@@ -96,22 +135,38 @@ def _dry_run(policy: "Policy", files: list[Path]) -> None:
                 click.echo(f"    {action.describe()}")
         if file_plan.video_skip_reason:
             click.echo(f"  video transcode skipped: {file_plan.video_skip_reason}")
-    click.echo(f"Dry run: {len(files)} file(s) planned; nothing was changed or recorded.")
+    planned = len(files) - len(unplannable)
+    click.echo(f"Dry run: {planned} file(s) planned; nothing was changed or recorded.")
+    if unplannable:
+        click.echo(f"{len(unplannable)} file(s) could not be planned:")
+        for path in unplannable:
+            click.echo(f"  {path_text(path)}")
+    return not unplannable
 
 
 def _run(
-    app: AppContext, policy: "Policy", files: list[Path], jobs: int, metrics_port: int | None
+    app: AppContext,
+    policy: "Policy",
+    files: list[Path],
+    jobs: int,
+    metrics_port: int | None,
+    cancellation: "Cancellation",
 ) -> "BatchReport":
     from vpo.cli.progress import BatchProgressDisplay
     from vpo.cli.recording import recording
+    from vpo.db.connection import check_writable
     from vpo.workflow.batch import process_files
     from vpo.workflow.library_store import LibraryStore
     from vpo.workflow.processor import FileProcessor
 
-    with recording(app, metrics_port) as telemetry:
-        store = LibraryStore(app.resolved_db_path)
-        try:
-            processor = FileProcessor(policy, store, telemetry.tracer, telemetry.metrics)
+    store = LibraryStore(app.resolved_db_path)
+    try:
+        # No file is touched unless its run can be recorded.
+        check_writable(store.db_path)
+        with recording(app, metrics_port) as telemetry:
+            processor = FileProcessor(
+                policy, store, telemetry.tracer, telemetry.metrics, cancellation=cancellation
+            )
             with BatchProgressDisplay(len(files)) as progress:
                 return process_files(
                     processor,
@@ -120,23 +175,28 @@ def _run(
                     stop_on_failure=policy.config.on_error == "fail",
                     on_start=progress.started,
                     on_result=progress.finished,
+                    stop_check=telemetry.recording_problem,
                 )
-        finally:
-            store.close()
+    finally:
+        store.close()
 
 
 def _summary(report: "BatchReport") -> None:
     from vpo.cli.output import human_size
+    from vpo.pathnames import path_text
 
     saved = report.size_before - report.size_after
     percent = f" ({saved / report.size_before:.1%})" if report.size_before else ""
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     click.echo(
-        f"Processed {len(report.results)} file(s): {report.succeeded} succeeded, "
-        f"{report.failed} failed. Size {human_size(report.size_before)} → "
+        f"Processed {len(report.runs)} file(s): {report.succeeded} succeeded, "
+        f"{report.failed} failed{skipped}. Size {human_size(report.size_before)} → "
         f"{human_size(report.size_after)}, saved {human_size(saved)}{percent}."
     )
     for result in report.results:
-        if not result.success:
-            click.echo(f"  failed: {result.path}: {result.error}")
+        if result.skipped:
+            click.echo(f"  skipped: {path_text(result.path)}: {result.error}")
+        elif not result.success:
+            click.echo(f"  failed: {path_text(result.path)}: {result.error}")
     if report.stopped_early:
-        click.echo("Stopped after the first failure (on_error: fail); the rest was not processed.")
+        click.echo(f"Stopped {report.stop_reason}; {report.not_started} file(s) were not started.")

@@ -1,11 +1,13 @@
 """Progress for long work: a rich bar on a terminal, plain lines otherwise (logs, CI)."""
 
+import sys
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import click
 
 from vpo.cli.output import stderr_console, stderr_is_terminal
+from vpo.pathnames import path_text
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,7 +77,9 @@ class ScanProgressDisplay:
 
 
 class BatchProgressDisplay:
-    """Progress of `vpo process`: a bar on a terminal, one line per file otherwise."""
+    """Progress of `vpo process`: a bar on a terminal, and one line per finished file —
+    on stdout when stdout is not a terminal (`vpo process … > log` shows progress as it
+    goes), else above the bar or on stderr."""
 
     def __init__(self, total: int) -> None:
         self.total = total
@@ -112,21 +116,29 @@ class BatchProgressDisplay:
 
     def started(self, path: "Path") -> None:
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, current=path.name[-60:])
+            self._bar.update(self._task, current=path_text(path.name)[-60:])
 
     def finished(self, result: "RunResult") -> None:
         from vpo.cli.output import human_size
 
         self.done += 1
-        if result.success:
+        where = path_text(result.path)
+        if result.skipped:
+            line = f"[{self.done}/{self.total}] skipped {where}: {result.error}"
+        elif result.success:
+            changes = f"{result.changes} change{'s' if result.changes != 1 else ''}"
             line = (
-                f"[{self.done}/{self.total}] ok {result.path} ({result.changes} change(s), "
+                f"[{self.done}/{self.total}] ok {where} ({changes}, "
                 f"saved {human_size(result.saved)})"
             )
         else:
-            line = f"[{self.done}/{self.total}] FAILED {result.path}: {result.error}"
-        if self._bar is not None and self._task is not None:
+            line = f"[{self.done}/{self.total}] FAILED {where}: {result.error}"
+        if not sys.stdout.isatty():
+            click.echo(line)
+            sys.stdout.flush()
+        elif self._bar is not None:
             self._bar.console.print(line, markup=False, highlight=False)
-            self._bar.update(self._task, advance=1)
         else:
             click.echo(line, err=True)
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=1)

@@ -45,6 +45,14 @@ def scan(app: AppContext, paths: tuple[str, ...], extensions: str | None, jobs: 
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{report.failed} failed."
     )
+    if report.unreadable:
+        click.echo(
+            f"{report.unreadable} known file{'s are' if report.unreadable != 1 else ' is'} "
+            "still unreadable (unchanged since a scan that could not read "
+            f"{'them' if report.unreadable != 1 else 'it'}; `vpo inspect FILE` says why)."
+        )
+    for sentence in report.cleaned:
+        click.echo(f"Left by an interrupted VPO: {sentence}")
     if report.missing:
         click.echo(
             f"{report.missing} known file{'s are' if report.missing != 1 else ' is'} no longer "

@@ -97,16 +97,16 @@ def _run_ffprobe(file_path: Path, timeout: float, extra: list[str]) -> MediaInfo
     try:
         result = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise ProbeError(f"ffprobe took longer than {timeout:g} s on {file_path}.") from exc
+        raise ProbeError(f"ffprobe took longer than {timeout:g} s on the file.") from exc
     stderr = result.stderr.decode("utf-8", "replace")
     if result.returncode != 0:
-        raise ProbeError(f"ffprobe cannot read {file_path}: {_reason(stderr, file_path)}.")
+        raise ProbeError(f"ffprobe cannot read the file: {_reason(stderr, file_path)}.")
     if any(marker in stderr for marker in TRUNCATION_MARKERS):
-        raise ProbeError(f"{file_path} is truncated: {_reason(stderr, file_path)}.")
+        raise ProbeError(f"the file is truncated: {_reason(stderr, file_path)}.")
     try:
         data = json.loads(result.stdout)
     except json.JSONDecodeError as exc:
-        raise ProbeError(f"ffprobe gave unreadable output for {file_path}.") from exc
+        raise ProbeError("ffprobe gave unreadable output for the file.") from exc
     return parse_probe_output(data, file_path, file_path.stat().st_size)
 
 
@@ -127,7 +127,7 @@ def parse_probe_output(data: dict[str, Any], path: Path, size_bytes: int) -> Med
     """Build a `MediaInfo` from ffprobe's `-show_format -show_streams` JSON."""
     fmt = data.get("format") or {}
     if not data.get("streams") and not fmt:
-        raise ProbeError(f"ffprobe found no streams in {path}.")
+        raise ProbeError("ffprobe found no streams in the file.")
     tracks = tuple(
         track for stream in data.get("streams", []) if (track := _track(stream)) is not None
     )

@@ -1,11 +1,15 @@
 """The per-file processor: one policy run on one file, described only through spans.
 
-    vpo.process_file (root: before values at start, after values before it ends)
+    vpo.process_file (root: before values at start, running after values per phase)
       └─ vpo.phase (one per policy phase: I/O, fps, bitrate)
            └─ vpo.action (one per planned action: type, track, before/after, rule)
 
-It also records the live metrics and refreshes the file's `files`/`tracks` rows; it
-never writes a statistics row — the exporter builds those from the spans.
+Before a run starts, the file must exist, be a regular file, and be claimed by this
+process (`vpo.ownership.claim`): a file another VPO is working on is skipped, not run.
+A run that starts is always recorded — a failure of any kind, even an interruption,
+ends it as failed with its reason (docs/statistics.md). The processor also records the
+live metrics and refreshes the file's `files`/`tracks` rows; it never writes a
+statistics row — the exporter builds those from the spans.
 """
 
 import json
@@ -24,34 +28,44 @@ from opentelemetry.trace import Span, Status, StatusCode
 from vpo.errors import VpoError
 from vpo.executor.matroska import identify_json
 from vpo.executor.phase import PhaseExecutor, PhaseOutcome
-from vpo.executor.safe_replace import remove_stale_temporaries
-from vpo.media.hashing import partial_hash
+from vpo.executor.process import Cancellation
+from vpo.executor.safe_replace import clean_stale_work
+from vpo.media.identity import FileIdentity
 from vpo.media.probe import ProbeError, probe
 from vpo.media.tracks import MediaInfo, TrackType
+from vpo.ownership import FileClaimedError, claim
+from vpo.pathnames import path_text
 from vpo.policy.planner import PhasePlan, Plan, PlannedAction, plan
 from vpo.policy.schema import Policy
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.instruments import RunMetrics, RunOutcome
-from vpo.workflow.library_store import LibraryStore
+from vpo.workflow.library_store import LibraryStore, RecordingError
 
 ProgressCallback = Callable[[str, float], None]  # (phase name, fraction of the phase done)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run did, for the command's progress lines and summary."""
+    """What one file came to, for the command's progress lines and summary: a run
+    (recorded, `stats_id` set) or a skip (`skipped` says why; nothing recorded)."""
 
     path: Path
-    stats_id: str
+    stats_id: str | None
     success: bool
     error: str | None
-    size_before: int
-    size_after: int
-    changes: int
+    size_before: int = 0
+    size_after: int = 0
+    changes: int = 0
+    skipped: bool = False
+    fatal: bool = False  # the database refused a write: the batch must stop
 
     @property
     def saved(self) -> int:
         return self.size_before - self.size_after
+
+    @classmethod
+    def skip(cls, path: Path, reason: str) -> "RunResult":
+        return cls(path, None, False, reason, skipped=True)
 
 
 class FileProcessor:
@@ -64,19 +78,34 @@ class FileProcessor:
         tracer: trace.Tracer,
         metrics: RunMetrics,
         executor: PhaseExecutor | None = None,
+        *,
+        cancellation: Cancellation | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
         self.tracer = tracer
         self.metrics = metrics
-        self.executor = executor or PhaseExecutor()
+        self.cancellation = cancellation or Cancellation()
+        self.executor = executor or PhaseExecutor(cancellation=self.cancellation)
 
     def process(self, path: Path, on_progress: ProgressCallback | None = None) -> RunResult:
-        path = path.resolve()
-        remove_stale_temporaries(path.parent)  # left by a VPO that was killed mid-write
-        file_id, fresh = self._file_id(path)
-        run = _Run(self, path, file_id, str(uuid.uuid4()), on_progress, fresh)
-        return run.execute()
+        """Run the policy on `path`; raises only `RecordingError` (the batch must stop)."""
+        resolved, problem = _resolve(path)
+        if resolved is None:
+            return RunResult.skip(path, problem or "cannot be read")
+        if self.cancellation.cancelled:
+            return RunResult.skip(resolved, f"not started: {self.cancellation.reason}")
+        try:
+            with claim(self.store.db_path, resolved):
+                # Left by a VPO that died mid-write: temporary files, in-place edit journals.
+                clean_stale_work(resolved.parent)
+                file_id, fresh = self._file_id(resolved)
+                run = _Run(self, resolved, file_id, str(uuid.uuid4()), on_progress, fresh)
+                return run.execute()
+        except FileClaimedError as exc:
+            return RunResult.skip(resolved, exc.message)
+        except FileNotFoundError:
+            return RunResult.skip(resolved, "no longer exists (moved or deleted)")
 
     def _file_id(self, path: Path) -> tuple[int, MediaInfo | None]:
         """The file's id, scanning it first when it is new (that probe is then fresh)."""
@@ -84,10 +113,16 @@ class FileProcessor:
         if known is not None:
             return known.file_id, None
         try:
+            content_hash = FileIdentity.of(path).partial_hash
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            return self.store.save(path, None, None, scan_error=_unreadable(path, exc)), None
+        try:
             media = probe(path)
         except ProbeError as exc:
-            return self.store.save(path, None, partial_hash(path), scan_error=exc.message), None
-        return self.store.save(path, media, partial_hash(path)), media
+            return self.store.save(path, None, content_hash, scan_error=exc.message), None
+        return self.store.save(path, media, content_hash), media
 
 
 class _Run:
@@ -110,6 +145,7 @@ class _Run:
         self.on_progress = on_progress
         self.size_before = 0
         self.size_after = 0
+        self.identity: FileIdentity | None = None  # the file as this run last knew it
         self.before: MediaInfo | None = None
         self.after: MediaInfo | None = None  # the last verified probe of a phase's result
         self.identified: dict[str, Any] | None = None  # mkvmerge -J of the file as it is
@@ -119,16 +155,32 @@ class _Run:
 
     def execute(self) -> RunResult:
         policy = self.p.policy
-        start_attributes = {
+        # The before values are measured before the run starts, so even a run killed
+        # at once is recorded with the file's real size (never 0).
+        self.size_before = self.size_after = self.path.stat().st_size
+        unreadable: str | None = None
+        try:
+            self.identity = FileIdentity.of(self.path)
+            self.size_before = self.size_after = self.identity.size
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            unreadable = _unreadable(self.path, exc)
+        start_attributes: dict[str, Any] = {
             attr.STATS_ID: self.stats_id,
             attr.FILE_ID: self.file_id,
-            attr.FILE_PATH: str(self.path),
+            attr.FILE_PATH: path_text(self.path),
             attr.POLICY_NAME: policy.name,
             attr.PHASES_TOTAL: len(policy.phases),
+            attr.SIZE_BEFORE: self.size_before,
         }
+        if self.identity is not None:
+            start_attributes[attr.HASH_BEFORE] = self.identity.partial_hash
         self.p.metrics.run_started()
         started = time.monotonic()
         error: str | None = None
+        escaped: BaseException | None = None
+        fatal = False
         with self.p.tracer.start_as_current_span(
             attr.PROCESS_FILE,
             attributes=start_attributes,
@@ -136,19 +188,27 @@ class _Run:
             set_status_on_exception=False,
         ) as root:
             try:
+                if unreadable is not None:
+                    raise VpoError(unreadable)
+                self.p.cancellation.check()
                 self._measure_before(root)
                 self.plan = plan(self.before, policy)  # type: ignore[arg-type]
-                self._run_phases()
+                self._run_phases(root)
                 self._measure_after(root, failed=False)
-            except Exception as exc:  # every failure is recorded on the run, never raised
-                error = exc.message if isinstance(exc, VpoError) else f"{type(exc).__name__}: {exc}"
+            except BaseException as exc:  # every failure is recorded on the run
+                error = _describe(exc)
                 root.record_exception(exc)
                 root.set_status(Status(StatusCode.ERROR, error))
                 self._measure_after(root, failed=True)
+                fatal = isinstance(exc, RecordingError)
+                if not isinstance(exc, Exception):
+                    escaped = exc  # recorded; still the caller's to handle
             root.set_attributes(
                 {attr.PHASES_COMPLETED: self.completed, attr.CHANGES_TOTAL: self.changes}
             )
         self._record_metrics(error is None, time.monotonic() - started)
+        if escaped is not None:
+            raise escaped
         return RunResult(
             self.path,
             self.stats_id,
@@ -157,13 +217,10 @@ class _Run:
             self.size_before,
             self.size_after,
             self.changes,
+            fatal=fatal,
         )
 
     def _measure_before(self, root: Span) -> None:
-        self.size_before = self.size_after = self.path.stat().st_size
-        root.set_attributes(
-            {attr.SIZE_BEFORE: self.size_before, attr.HASH_BEFORE: partial_hash(self.path)}
-        )
         fresh = self.fresh
         unchanged = fresh is not None and fresh.size_bytes == self.size_before
         # mkvmerge's view of a Matroska file is needed to edit it; ask alongside ffprobe
@@ -188,20 +245,17 @@ class _Run:
             }
         )
 
-    def _run_phases(self) -> None:
+    def _run_phases(self, root: Span) -> None:
         assert self.plan is not None and self.before is not None
         media = self.before
         current = {t.index: t.index for t in media.tracks}
         for phase in self.plan.phases:
-            outcome = self._run_phase(phase, media, current)
-            if outcome.tool is not None:
-                self.after = outcome.media  # probed by the phase's verification
+            self.p.cancellation.check()
+            outcome = self._run_phase(root, phase, media, current)
             media, current = outcome.media, outcome.current
-            self.completed += 1
-            self.changes += len(phase.actions)
 
     def _run_phase(
-        self, phase: PhasePlan, media: MediaInfo, current: dict[int, int]
+        self, root: Span, phase: PhasePlan, media: MediaInfo, current: dict[int, int]
     ) -> PhaseOutcome:
         tracer, metrics = self.p.tracer, self.p.metrics
         with tracer.start_as_current_span(
@@ -224,11 +278,12 @@ class _Run:
                     phase,
                     self._phase_progress(phase.name),
                     self.identified,
+                    identity=self.identity,
                 )
                 if phase.structural:
                     self.identified = None  # a new file: mkvmerge's numbering may differ
-            except Exception as exc:
-                message = exc.message if isinstance(exc, VpoError) else str(exc)
+            except BaseException as exc:
+                message = _describe(exc)
                 for action, action_span in actions:
                     action_span.set_status(Status(StatusCode.ERROR, message))
                     action_span.end()
@@ -247,6 +302,19 @@ class _Run:
                     action.action_type, action.track_type, True, time.monotonic() - started
                 )
             span.set_attributes(_phase_attributes(outcome))
+            self.completed += 1
+            self.changes += len(phase.actions)
+            # What the file now is, on the root before this phase ends: a run killed
+            # later is recorded with the changes it really made.
+            if outcome.tool is not None:
+                self.after = outcome.media  # probed by the phase's verification
+                self.identity = outcome.identity or FileIdentity.of(self.path)
+                self.size_after = self.identity.size
+                root.set_attributes(self._running_after())
+            else:
+                root.set_attributes(
+                    {attr.PHASES_COMPLETED: self.completed, attr.CHANGES_TOTAL: self.changes}
+                )
             metrics.phase_finished(
                 self.p.policy.name,
                 phase.name,
@@ -256,7 +324,21 @@ class _Run:
             )
             if outcome.encoding_fps is not None and self.plan and self.plan.video_target_codec:
                 metrics.transcode_finished(self.plan.video_target_codec, outcome.encoding_fps)
-            return outcome
+        outcome.settle()  # an in-place edit's journal goes only once the phase is recorded
+        return outcome
+
+    def _running_after(self) -> dict[str, Any]:
+        after, identity = self.after, self.identity
+        assert after is not None and identity is not None
+        return {
+            attr.PHASES_COMPLETED: self.completed,
+            attr.CHANGES_TOTAL: self.changes,
+            attr.SIZE_AFTER: identity.size,
+            attr.HASH_AFTER: identity.partial_hash,
+            attr.AUDIO_AFTER: after.count(TrackType.AUDIO),
+            attr.SUBTITLE_AFTER: after.count(TrackType.SUBTITLE),
+            attr.ATTACHMENT_AFTER: after.count(TrackType.ATTACHMENT),
+        }
 
     def _phase_progress(self, name: str) -> Callable[[float], None] | None:
         if self.on_progress is None:
@@ -265,26 +347,20 @@ class _Run:
         return lambda fraction: callback(name, fraction)
 
     def _measure_after(self, root: Span, failed: bool) -> None:
-        """After values from the file as it is now (after a failure: as it was left,
-        which is the original unless an earlier phase already finished). A successful
-        run reuses the probe that verified its last tool's output, or the before probe
-        when no tool ran; a failed one probes again."""
-        try:
-            self.size_after = self.path.stat().st_size
-            after_hash = partial_hash(self.path)
-            if failed or (self.after is None and self.before is None):
-                after = probe(self.path)
-            else:
-                after = self.after or self.before
-        except (OSError, ProbeError):
-            return  # the before values stand for the after ones
-        changed = {
-            attr.SIZE_AFTER: self.size_after,
-            attr.HASH_AFTER: after_hash,
+        """After values of the file as this run left it: the last phase's verified
+        result, or the untouched original. Never read back from disk after a failure —
+        the file may have been changed by someone else (that is one way to fail)."""
+        after = self.after or self.before
+        if after is None or self.identity is None:
+            return  # nothing known beyond the before values, which stand for the after ones
+        changed: dict[str, Any] = {
+            attr.SIZE_AFTER: self.identity.size,
+            attr.HASH_AFTER: self.identity.partial_hash,
             attr.AUDIO_AFTER: after.count(TrackType.AUDIO),
             attr.SUBTITLE_AFTER: after.count(TrackType.SUBTITLE),
             attr.ATTACHMENT_AFTER: after.count(TrackType.ATTACHMENT),
         }
+        self.size_after = self.identity.size
         if self.plan is not None and not failed:
             changed |= {
                 attr.VIDEO_TRANSCODE_SKIPPED: self.plan.video_skip_reason is not None,
@@ -296,8 +372,13 @@ class _Run:
             if self.plan.video_target_codec:
                 changed[attr.VIDEO_TARGET_CODEC] = self.plan.video_target_codec
         root.set_attributes(changed)
-        self.p.store.save(self.path, after, after_hash)
         self.after = after
+        if self.completed and self.after is not self.before:
+            try:
+                self.p.store.save(self.path, after, self.identity.partial_hash)
+            except (RecordingError, OSError):
+                if not failed:
+                    raise  # the run then fails with this error, and the batch stops
 
     def _record_metrics(self, success: bool, seconds: float) -> None:
         before, after = self.before, self.after
@@ -344,6 +425,44 @@ def _result_or_none(future: "Future[dict[str, Any]] | None") -> dict[str, Any] |
         return future.result()
     except (VpoError, ValueError):
         return None
+
+
+def _resolve(path: Path) -> tuple[Path | None, str | None]:
+    """The real file behind `path` (one file, one row, however it is reached), or why
+    there is none: dangling or looping symlinks, folders, devices."""
+    try:
+        resolved = path.resolve(strict=True)
+    except FileNotFoundError:
+        if path.is_symlink():
+            return None, f"is a dangling symlink (to {path_text(path.readlink())})"
+        return None, "no longer exists (moved or deleted)"
+    except RuntimeError:
+        return None, "is a symlink loop"
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP, as Python 3.13 reports a loop
+            return None, "is a symlink loop"
+        return None, f"cannot be reached: {exc.strerror}"
+    if not resolved.is_file():
+        return None, "is not a regular file"
+    return resolved, None
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    return f"cannot read the file: {exc.strerror or exc}"
+
+
+def _describe(exc: BaseException) -> str:
+    """One sentence for the run's error, whatever ended it."""
+    if isinstance(exc, VpoError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (keyboard interrupt)"
+    if isinstance(exc, SystemExit):
+        return "interrupted: the process is exiting"
+    if type(exc).__name__ == "CancelledError":
+        return "cancelled"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _action_attributes(action: PlannedAction) -> dict[str, Any]:

@@ -18,10 +18,12 @@ from typing import Protocol
 from vpo.db.connection import transaction
 from vpo.db.library import files_under, get_file_by_path, replace_tracks, save_file
 from vpo.errors import PathNotFoundError
+from vpo.executor.safe_replace import clean_stale_work
 from vpo.media.hashing import partial_hash
 from vpo.media.probe import ProbeError, probe
 from vpo.media.tools import require_tool
 from vpo.media.tracks import MediaInfo, Track, TrackType
+from vpo.pathnames import path_from_text, path_text
 from vpo.timefmt import utc_now
 
 DEFAULT_EXTENSIONS = ("mkv", "mp4", "m4v", "mov", "avi", "webm", "ts", "m2ts", "wmv")
@@ -45,7 +47,9 @@ class ScanReport:
     unchanged: int = 0
     failed: int = 0
     missing: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: int = 0  # known files, unchanged since a scan that could not read them
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path as text, why)
+    cleaned: list[str] = field(default_factory=list)  # what was left by killed VPOs, and done
 
     @property
     def total(self) -> int:
@@ -86,21 +90,37 @@ def parse_extensions(text: str | None) -> tuple[str, ...]:
 
 
 def discover(paths: Iterable[Path], extensions: Iterable[str]) -> list[Path]:
-    """Video files under `paths` (recursive), sorted; a file named directly is always taken."""
+    """Video files under `paths` (recursive), sorted; a file named directly is always taken.
+
+    A symlink is followed to its file, so a file has one row however it is reached; one
+    that leads nowhere (dangling, a loop) is returned as it is, for the caller to report.
+    """
     wanted = {f".{ext}" for ext in extensions}
     found: set[Path] = set()
     for root in paths:
-        if not root.exists():
-            raise PathNotFoundError(f"Path not found: {root}")
-        if root.is_file():
-            found.add(root)
+        if not root.exists() and not root.is_symlink():
+            raise PathNotFoundError(f"Path not found: {path_text(root)}")
+        if not root.is_dir():
+            found.add(_real(root))
             continue
         for directory, subdirs, names in os.walk(root):
             subdirs[:] = [d for d in subdirs if not d.startswith(".")]
             for name in names:
                 if not name.startswith(".") and Path(name).suffix.lower() in wanted:
-                    found.add(Path(directory) / name)
+                    found.add(_real(Path(directory) / name))
     return sorted(found)
+
+
+def _real(path: Path) -> Path:
+    """The file `path` leads to; `path` itself when it leads nowhere."""
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return path
+
+
+def folders_of(files: Iterable[Path]) -> list[Path]:
+    return sorted({f.parent for f in files})
 
 
 def scan_paths(
@@ -115,41 +135,58 @@ def scan_paths(
     files = discover(roots, extensions)
     require_tool("ffprobe")
     report = ScanReport()
-    candidates = list(_classify(conn, files))
+    for folder in folders_of(files):  # what killed VPOs left: restored or removed
+        report.cleaned += clean_stale_work(folder)
+    candidates = list(_classify(conn, files, report))
     if progress is not None:
         progress.start(len(candidates))
     for candidate in candidates:
         if candidate.known:
             report.count(Outcome.UNCHANGED)
             if progress is not None:
-                progress.advance(candidate.path, Outcome.UNCHANGED, None)
+                progress.advance(path_text(candidate.path), Outcome.UNCHANGED, None)
     to_probe = [c for c in candidates if not c.known]
     _probe_and_store(conn, to_probe, jobs or os.cpu_count() or 2, report, progress)
-    report.missing = _count_missing(conn, roots, {str(f) for f in files})
+    report.missing = _count_missing(conn, roots, {path_text(f) for f in files})
     return report
 
 
-def _classify(conn: sqlite3.Connection, files: list[Path]) -> Iterator[_Candidate]:
-    """Mark each file as unchanged (same size and mtime as stored) or to be probed."""
+def _classify(
+    conn: sqlite3.Connection, files: list[Path], report: ScanReport
+) -> Iterator[_Candidate]:
+    """Mark each file as unchanged (same size and mtime as stored) or to be probed; a
+    path that leads to no file is reported as failed here."""
     for path in files:
         try:
             stat = path.stat()
-        except OSError:
+        except FileNotFoundError:
+            if path.is_symlink():
+                _fail(report, path, f"is a dangling symlink (to {path_text(path.readlink())})")
             continue  # vanished between listing and stat: the next scan counts it missing
-        record = get_file_by_path(conn, str(path))
+        except OSError as exc:
+            _fail(report, path, "is a symlink loop" if exc.errno == 40 else exc.strerror or "")
+            continue
+        record = get_file_by_path(conn, path_text(path))
         unchanged = (
             record is not None
             and record.size_bytes == stat.st_size
             and record.mtime == stat.st_mtime
         )
+        if unchanged and record is not None and record.scan_error:
+            report.unreadable += 1
         yield _Candidate(str(path), stat.st_size, stat.st_mtime, unchanged)
+
+
+def _fail(report: ScanReport, path: Path, reason: str) -> None:
+    report.count(Outcome.FAILED)
+    report.failures.append((path_text(path), reason))
 
 
 def _probe_one(path: str) -> _Probed:
     try:
         content_hash = partial_hash(path)
     except OSError as exc:
-        return _Probed(None, None, f"cannot read {path}: {exc.strerror}")
+        return _Probed(None, None, f"cannot read the file: {exc.strerror}")
     try:
         return _Probed(probe(path), content_hash, None)
     except ProbeError as exc:
@@ -189,11 +226,12 @@ def _store(
     outcomes: list[tuple[str, Outcome, str | None]] = []
     with transaction(conn):
         for candidate, probed in batch:
-            existed = get_file_by_path(conn, candidate.path) is not None
+            key = path_text(candidate.path)
+            existed = get_file_by_path(conn, key) is not None
             media = probed.media
             file_id = save_file(
                 conn,
-                path=candidate.path,
+                path=key,
                 size_bytes=candidate.size,
                 mtime=candidate.mtime,
                 scanned_at=utc_now(),
@@ -208,7 +246,7 @@ def _store(
                 outcome = Outcome.FAILED
             else:
                 outcome = Outcome.UPDATED if existed else Outcome.ADDED
-            outcomes.append((candidate.path, outcome, probed.error))
+            outcomes.append((key, outcome, probed.error))
     for path, outcome, error in outcomes:  # reported once committed, never before
         report.count(outcome)
         if error is not None:
@@ -229,7 +267,7 @@ def _count_missing(conn: sqlite3.Connection, roots: list[Path], seen: set[str]) 
         if root.is_dir():
             missing += sum(
                 1
-                for path in files_under(conn, str(root))
-                if path not in seen and not Path(path).exists()
+                for path in files_under(conn, path_text(root))
+                if path not in seen and not Path(path_from_text(path)).exists()
             )
     return missing

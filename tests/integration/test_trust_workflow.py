@@ -1,0 +1,425 @@
+"""Trust in the batch: claims between processes, one bad entry never ends a batch, every
+run that starts is recorded (even when interrupted), odd names and symlinks, signals.
+
+Real `vpo` processes, real tools, the project's sample media.
+"""
+
+import hashlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import invoke, query
+from vpo.ownership import claim
+from vpo.policy.loader import load_policy
+from vpo.samples import SampleFile
+from vpo.telemetry.setup import build_telemetry
+from vpo.workflow.batch import process_files
+from vpo.workflow.library_store import LibraryStore
+from vpo.workflow.processor import FileProcessor
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
+CLEANUP = EXAMPLES / "language-cleanup.yaml"
+ORGANIZE = EXAMPLES / "cleanup-organize.yaml"
+SLOW_TRANSCODE = """\
+schema_version: 1
+name: slow
+phases:
+  - name: compress
+    transcode: {video: {to: hevc, crf: 18, preset: veryslow}}
+"""
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _runs(db: Path) -> list:
+    return query(db, "SELECT * FROM processing_stats ORDER BY processed_at")
+
+
+def _vpo(db: Path, *args: object) -> list[str]:
+    return [sys.executable, "-m", "vpo", "--db", str(db), *[str(a) for a in args]]
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+
+
+def _tool_running(name: str, argument: str) -> list[int]:
+    """PIDs of `name` processes whose command line mentions `argument`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        named = cmdline and Path(os.fsdecode(cmdline[0])).name == name
+        if named and any(argument.encode() in part for part in cmdline):
+            pids.append(int(entry.name))
+    return pids
+
+
+# --- 3. two processes on one file ---------------------------------------------------------
+
+
+def test_a_claimed_file_is_skipped_and_named(library: Path, db_path: Path) -> None:
+    movie = (library / "movie-h264-multilang.mkv").resolve()
+    digest = _sha(movie)
+    with claim(db_path, movie):  # this test process works on the file
+        result = invoke("--db", db_path, "process", "--policy", CLEANUP, library)
+    assert result.exit_code == 1
+    holder = f"being processed by {socket.gethostname()} pid {os.getpid()}"
+    assert f"skipped: {movie}: {holder}" in result.stdout
+    assert "1 skipped" in result.stdout
+    assert _sha(movie) == digest  # untouched
+    recorded = {
+        row["path"]
+        for row in query(
+            db_path, "SELECT path FROM files JOIN processing_stats ON files.id = file_id"
+        )
+    }
+    assert str(movie) not in recorded  # no run row for a skip
+    assert len(recorded) == len(list(library.iterdir())) - 1
+    # Released: the next run takes it.
+    again = invoke("--db", db_path, "process", "--policy", CLEANUP, movie)
+    assert again.exit_code == 0, again.stdout + again.stderr
+
+
+def test_two_batches_on_one_folder_never_count_a_saving_twice(
+    tmp_path: Path, sample_files: list[SampleFile]
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    for copy in range(2):
+        for sample in sample_files:
+            shutil.copy(sample.path, folder / f"{copy}-{sample.path.name}")
+    original = {p.name: p.stat().st_size for p in folder.iterdir()}
+    db = tmp_path / "library.db"
+    invoke("--db", db, "scan", folder)
+    running = [
+        subprocess.Popen(
+            _vpo(db, "process", "--policy", policy, "--jobs", "2", folder),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for policy in (CLEANUP, ORGANIZE)
+    ]
+    outputs = [p.communicate(timeout=300) for p in running]
+    for process, (out, err) in zip(running, outputs, strict=True):
+        assert process.returncode in (0, 1), out + err
+        assert "unexpected" not in out + err
+    runs = _runs(db)
+    # Each run started from the file as the other left it: the recorded savings add up
+    # exactly to what the folder lost, none is counted twice.
+    recorded_saving = sum(r["size_before"] - r["size_after"] for r in runs if r["success"])
+    actual_saving = sum(original.values()) - sum(p.stat().st_size for p in folder.iterdir())
+    assert recorded_saving == actual_saving
+    # And each file's runs chain: one run's size after is the next one's size before.
+    by_file: dict[int, list] = {}
+    for run in runs:
+        by_file.setdefault(run["file_id"], []).append(run)
+    for file_runs in by_file.values():
+        for earlier, later in itertools.pairwise(file_runs):
+            assert later["size_before"] == earlier["size_after"]
+    assert len(by_file) == len(original)  # a skipped file was run by the other batch
+
+
+# --- 6. one bad entry never ends the batch ---------------------------------------------------
+
+
+def test_bad_entries_become_their_own_lines_and_the_batch_goes_on(
+    library: Path, db_path: Path
+) -> None:
+    (library / "dangling.mkv").symlink_to(library / "gone.mkv")
+    (library / "loop-a.mkv").symlink_to(library / "loop-b.mkv")
+    (library / "loop-b.mkv").symlink_to(library / "loop-a.mkv")
+    files = sorted(p for p in library.iterdir() if not p.is_symlink())
+    result = invoke("--db", db_path, "process", "--policy", CLEANUP, library)
+    assert result.exit_code == 1
+    assert "unexpected" not in result.stdout + result.stderr
+    assert "dangling.mkv: is a dangling symlink" in result.stdout
+    assert "loop-a.mkv: is a symlink loop" in result.stdout
+    assert f"Processed {len(files)} file(s)" in result.stdout
+    assert len(_runs(db_path)) == len(files)  # every real file ran and was recorded
+
+
+def test_a_file_moved_away_mid_batch_is_skipped(library: Path, db_path: Path) -> None:
+    files = sorted(library.iterdir())
+    victim = files[-1]
+    telemetry = build_telemetry(db_path)
+    store = LibraryStore(db_path)
+    try:
+        processor = FileProcessor(load_policy(CLEANUP), store, telemetry.tracer, telemetry.metrics)
+
+        def move_the_last_away(path: Path) -> None:
+            if path == files[0]:
+                victim.rename(library.parent / victim.name)
+
+        report = process_files(processor, files, on_start=move_the_last_away)
+    finally:
+        store.close()
+        assert telemetry.shutdown() == []
+    (skip,) = report.skipped
+    assert skip.path == victim and "no longer exists" in (skip.error or "")
+    assert len(report.runs) == len(files) - 1
+    assert len(_runs(db_path)) == len(files) - 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run VPO as another user")
+def test_an_unreadable_file_is_a_failed_run_not_the_end(
+    sample_files: list[SampleFile],
+) -> None:
+    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"vpo-unreadable-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    library = base / "library"
+    library.mkdir(parents=True)
+    try:
+        for sample in sample_files:
+            shutil.copy(sample.path, library / sample.path.name)
+        secret = library / "movie-mp4.mp4"
+        secret.chmod(0)
+        shutil.chown(base, "nobody")
+        base.chmod(0o755)
+        for path in [library, *library.iterdir()]:
+            shutil.chown(path, "nobody")
+        db = base / "library.db"
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                *_vpo(db, "process", "--policy", CLEANUP, library),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HOME": str(base)},
+            check=False,
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "unexpected" not in result.stdout + result.stderr
+        assert f"failed: {secret}: cannot read the file: Permission denied" in result.stdout
+        runs = _runs(db)
+        assert len(runs) == len(sample_files)
+        (failed,) = [r for r in runs if not r["success"]]
+        assert failed["size_before"] == failed["size_after"] == secret.stat().st_size
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- 8b. any BaseException inside a run is a recorded failure ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("escape", "recorded"),
+    [
+        (KeyboardInterrupt, "interrupted (keyboard interrupt)"),
+        (SystemExit, "interrupted: the process is exiting"),
+    ],
+)
+def test_a_base_exception_inside_a_run_is_recorded_as_interrupted(
+    library: Path, db_path: Path, tmp_path: Path, escape: type[BaseException], recorded: str
+) -> None:
+    """Raised in the run's own thread mid-transcode (by a signal handler, as Ctrl-C or an
+    embedding application would), it fails the run — never a success — and goes on up."""
+    movie = library / "movie-h264-multilang.mkv"
+    digest = _sha(movie)
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SLOW_TRANSCODE)
+    telemetry = build_telemetry(db_path)
+    store = LibraryStore(db_path)
+
+    def raise_it(_signum: int, _frame: object) -> None:
+        raise escape
+
+    def signal_once_ffmpeg_runs() -> None:
+        deadline = time.monotonic() + 60
+        while not _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, raise_it)
+    try:
+        processor = FileProcessor(load_policy(slow), store, telemetry.tracer, telemetry.metrics)
+        threading.Thread(target=signal_once_ffmpeg_runs, daemon=True).start()
+        with pytest.raises(escape):
+            processor.process(movie)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        store.close()
+        assert telemetry.shutdown() == []
+    (run,) = _runs(db_path)
+    assert run["success"] == 0
+    assert run["error_message"] == recorded
+    assert run["size_before"] == run["size_after"] == movie.stat().st_size
+    assert _sha(movie) == digest
+    assert [p.name for p in library.iterdir() if ".vpo-" in p.name] == []
+    deadline = time.monotonic() + 5
+    while _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _tool_running("ffmpeg", movie.name) == []
+
+
+# --- 4. signals stop the tools, record the run as interrupted, exit 128 + N ------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_batch_and_records_the_run(
+    library: Path, db_path: Path, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    movie = library / "movie-h264-multilang.mkv"
+    digest, size = _sha(movie), movie.stat().st_size
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SLOW_TRANSCODE)
+    vpo = subprocess.Popen(
+        _vpo(db_path, "process", "--policy", slow, library),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+        assert vpo.poll() is None
+        time.sleep(0.01)
+    (ffmpeg,) = _tool_running("ffmpeg", movie.name)
+    vpo.send_signal(sig)
+    out, err = vpo.communicate(timeout=60)
+    assert vpo.returncode == code, out + err
+    assert not _alive(ffmpeg)
+    assert _sha(movie) == digest
+    assert [p.name for p in library.iterdir() if ".vpo-" in p.name] == []
+    runs = _runs(db_path)
+    run = runs[-1]  # the files sorted after it were not started
+    assert [r["success"] for r in runs] == [1] * (len(runs) - 1) + [0]
+    assert run["error_message"] == f"interrupted by {sig.name}"
+    assert run["size_before"] == run["size_after"] == size
+    assert f"{len(list(library.iterdir())) - len(runs)} file(s) were not started" in out
+
+
+def test_tools_die_with_a_killed_vpo(library: Path, db_path: Path, tmp_path: Path) -> None:
+    movie = library / "movie-h264-multilang.mkv"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SLOW_TRANSCODE)
+    vpo = subprocess.Popen(
+        _vpo(db_path, "process", "--policy", slow, movie),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (ffmpeg,) = _tool_running("ffmpeg", movie.name)
+    vpo.kill()  # VPO alone, not its process group
+    vpo.wait()
+    deadline = time.monotonic() + 10
+    while _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _tool_running("ffmpeg", movie.name) == [], "ffmpeg outlived VPO"
+    assert not _alive(ffmpeg)
+
+
+# --- 12, 13. odd names, symlinks ------------------------------------------------------------
+
+
+def test_a_name_that_is_not_utf8_is_stored_processed_and_shown(
+    library: Path, db_path: Path
+) -> None:
+    latin1 = Path(os.fsdecode(bytes(library) + b"/caf\xe9.mkv"))
+    (library / "movie-h264-multilang.mkv").rename(latin1)
+    scanned = invoke("--db", db_path, "scan", library)
+    assert scanned.exit_code == 0, scanned.stdout + scanned.stderr
+    files = len(list(library.iterdir()))
+    assert query(db_path, "SELECT count(*) FROM files")[0][0] == files
+    shown = f"{library}/caf\\xe9.mkv"
+    assert query(db_path, "SELECT count(*) FROM files WHERE path = ?", (shown,))[0][0] == 1
+    result = invoke("--db", db_path, "process", "--policy", CLEANUP, library)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert shown in result.stdout
+    assert len(_runs(db_path)) == files
+    assert query(db_path, "SELECT count(*) FROM files")[0][0] == files  # no second row
+
+
+def test_a_file_reached_through_a_symlink_has_one_row(
+    library: Path, db_path: Path, tmp_path: Path
+) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    movie = library / "movie-h264-multilang.mkv"
+    (links / "movie.mkv").symlink_to(movie)
+    assert invoke("--db", db_path, "scan", links).exit_code == 0
+    result = invoke("--db", db_path, "process", "--policy", CLEANUP, links / "movie.mkv")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rows = query(db_path, "SELECT path FROM files")
+    assert [r["path"] for r in rows] == [str(movie.resolve())]
+    assert len(_runs(db_path)) == 1
+
+
+# --- issue 10: what the batch prints -----------------------------------------------------------
+
+
+def test_dry_run_counts_only_what_it_planned(
+    library: Path, db_path: Path, sample_files: list[SampleFile]
+) -> None:
+    (library / "broken.mkv").write_bytes(b"\x1a\x45\xdf\xa3 not really matroska")
+    result = invoke("--db", db_path, "process", "--policy", CLEANUP, "--dry-run", library)
+    assert result.exit_code == 1
+    assert f"Dry run: {len(sample_files)} file(s) planned" in result.stdout
+    assert "1 file(s) could not be planned:" in result.stdout
+    assert f"  {library / 'broken.mkv'}" in result.stdout
+
+
+def test_a_failure_line_names_the_path_once(library: Path, db_path: Path) -> None:
+    broken = library / "broken.mkv"
+    broken.write_bytes(b"\x1a\x45\xdf\xa3 not really matroska")
+    result = invoke("--db", db_path, "process", "--policy", CLEANUP, library)
+    (line,) = [line for line in result.stdout.splitlines() if "failed: " in line]
+    assert line.count(str(broken)) == 1
+
+
+def test_progress_lines_reach_a_log_as_files_finish(library: Path, db_path: Path) -> None:
+    log = library.parent / "log.txt"
+    with log.open("w") as out:
+        vpo = subprocess.Popen(
+            _vpo(db_path, "process", "--policy", CLEANUP, library),
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and vpo.poll() is None:
+            if "] ok " in log.read_text():
+                break
+            time.sleep(0.005)
+        first_seen_while_running = vpo.poll() is None and "] ok " in log.read_text()
+        vpo.wait(timeout=120)
+    assert first_seen_while_running
+    lines = log.read_text().splitlines()
+    assert sum(1 for line in lines if line.startswith("[")) == len(list(library.glob("*.m*")))
+
+
+def test_a_rescan_counts_the_known_unreadable_files(
+    library: Path, db_path: Path, sample_files: list[SampleFile]
+) -> None:
+    (library / "broken.mkv").write_bytes(b"\x1a\x45\xdf\xa3 not really matroska")
+    invoke("--db", db_path, "scan", library)
+    again = invoke("--db", db_path, "scan", library)
+    assert again.exit_code == 0
+    assert "1 known file is still unreadable" in again.stdout
