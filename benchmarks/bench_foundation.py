@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_foundation.py [--repeat N]
 Prints one line per figure; copy them to docs/benchmarks.md with the machine.
-Targets (QUALITY.md): partial hash of a 20 GB sparse file <= 20 ms and the same as a
+Targets (docs/benchmarks.md): partial hash of a 20 GB sparse file <= 20 ms and the same as a
 20 MB one; `vpo --help` cold start <= 300 ms.
 """
 

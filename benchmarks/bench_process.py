@@ -6,7 +6,7 @@
    and (jobs 1) the share of the wall time spent outside the external tools.
 
 Run: .venv/bin/python benchmarks/bench_process.py [--gigabytes 1.0] [--files 200]
-Targets (QUALITY.md / issue): metadata-only >= 10x faster than the remux; under 10 %
+Targets (docs/benchmarks.md): metadata-only >= 10x faster than the remux; under 10 %
 of a batch's time outside the tools.
 """
 

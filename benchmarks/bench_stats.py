@@ -6,7 +6,7 @@ the bulk insert), then opened by VPO, whose migration to version 4 builds the ro
 the path a user's database takes. Up to `--actions-up-to` runs, each run also gets four
 action rows and two phase rows.
 
-Targets (QUALITY.md): summary, per-policy and a 90-day window <= 20 ms at 1M and <= 50 ms
+Targets (docs/benchmarks.md): summary, per-policy and a 90-day window <= 20 ms at 1M and <= 50 ms
 at 10M; a file's history and a run's detail <= 5 ms; the /metrics scrape <= 50 ms at 1M;
 `vpo stats summary` end to end <= 300 ms. The plain SQL over `processing_stats` for the
 same question is timed beside each figure, in the same run.

@@ -1,4 +1,4 @@
-"""Errors a user can cause, each carrying the exit code of CLI.md.
+"""Errors a user can cause, each carrying its exit code (docs/cli.md, "Exit codes").
 
 Lower layers raise these with one clear sentence; the CLI prints the sentence and
 exits with the code, the HTTP server maps the same errors to statuses. Anything else
@@ -9,7 +9,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit codes of CLI.md."""
+    """Exit codes of docs/cli.md."""
 
     OK = 0
     ERROR = 1

@@ -1,5 +1,5 @@
 """The /metrics exposition after synthetic runs: fetched over HTTP, parsed with
-prometheus_client's parser, every name and label of METRICS.md with the values the runs
+prometheus_client's parser, every name and label of docs/metrics.md with the values the runs
 imply, and `promtool check metrics` clean."""
 
 import subprocess
@@ -18,7 +18,7 @@ from vpo.telemetry.instruments import DURATION_BUCKETS_S, FPS_BUCKETS, SIZE_BUCK
 from vpo.telemetry.serving import render_metrics, start_metrics_server
 from vpo.telemetry.setup import Telemetry, build_telemetry
 
-# METRICS.md: name → (type, label names)
+# docs/metrics.md: name → (type, label names)
 LIVE = {
     "vpo_files_processed": ("counter", {"policy", "status"}),
     "vpo_file_input_bytes": ("counter", {"policy"}),

@@ -73,7 +73,7 @@ STATS_COLUMNS = {
         "encoding_bitrate",
     ],
 }
-STATS_INDEXES = {  # DATA-MODEL.md's indexes; version 4 adds the time to three of them
+STATS_INDEXES = {  # the statistics indexes; version 4 adds the time to three of them
     "processing_stats": [
         ["file_id", "processed_at"],
         ["policy_name", "processed_at"],

@@ -1,4 +1,4 @@
-"""The partial hash of DATA-MODEL.md on real files, including a sparse 20 GB one."""
+"""The partial hash (docs/statistics.md) on real files, including a sparse 20 GB one."""
 
 import hashlib
 import subprocess

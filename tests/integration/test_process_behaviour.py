@@ -1,5 +1,5 @@
 """What `vpo process` does to real files: in-place metadata edits, HEVC transcodes and
-skips, repeated runs, dry runs, and the bad input of QUALITY.md."""
+skips, repeated runs, dry runs, and bad input."""
 
 from pathlib import Path
 

@@ -353,3 +353,19 @@ def test_the_pages_stand_on_their_own() -> None:
         cited = [spec for spec in SPEC_FILES if spec in text]
         assert not cited, f"{name} cites {cited}; cite docs/ instead"
         assert "specification" not in text.lower(), name
+
+
+def test_code_cites_the_repository_docs() -> None:
+    """Comments and docstrings point to docs/, which users of the repository have."""
+    root = DOCS.parent
+    offenders = []
+    for folder in ("src", "tests", "benchmarks"):
+        for path in (root / folder).rglob("*.py"):
+            if path.name == Path(__file__).name:
+                continue
+            text = path.read_text(encoding="utf-8")
+            offenders += [f"{path.relative_to(root)}: {s}" for s in SPEC_FILES if s in text]
+    for name in ("benchmarks.md",):
+        text = (DOCS / name).read_text(encoding="utf-8")
+        offenders += [f"docs/{name}: {s}" for s in SPEC_FILES if s in text]
+    assert not offenders, offenders

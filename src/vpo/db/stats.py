@@ -1,5 +1,5 @@
 """Statistics rows (processing_stats, action_results, performance_metrics): their record
-types, the validation of DATA-MODEL.md, and writing one run as a unit.
+types, the validation of docs/statistics.md, and writing one run as a unit.
 
 Only the telemetry exporter (and the reconciliation of interrupted runs) writes these
 rows; the workflow describes runs through spans and never calls this module.
@@ -16,7 +16,7 @@ _ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")  # vpo.t
 
 
 class InvalidRecordError(ValueError):
-    """A row that breaks a rule of DATA-MODEL.md: a bug in whoever described the run."""
+    """A row that breaks a rule of docs/statistics.md: a bug in whoever described the run."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class ProcessingStatsRecord:
         return self.size_before - self.size_after
 
     def problems(self) -> list[str]:
-        """Every rule of DATA-MODEL.md this row breaks (empty when it is valid)."""
+        """Every rule of docs/statistics.md this row breaks (empty when it is valid)."""
         found = []
         try:
             if uuid.UUID(self.id).version != 4:

@@ -1,4 +1,4 @@
-"""The partial content hash of DATA-MODEL.md.
+"""The partial content hash (docs/statistics.md, "Partial hash").
 
 sha256 over the decimal size, the first MiB and (for files over 2 MiB) the last MiB:
 it reads at most 2 MiB, so a 50 GB remux costs the same to fingerprint as a 50 MB one,

@@ -135,7 +135,7 @@ def plan(media: MediaInfo, policy: Policy) -> Plan:
 
 
 class _PhasePlanner:
-    """Applies one phase's operations, in POLICY.md's order, to the running state."""
+    """Applies one phase's operations, in the order docs/policies.md gives, to the running state."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The policy format of POLICY.md as pydantic models.
+"""The policy format (docs/policies.md) as pydantic models.
 
 Strict on purpose: an unknown key is an error (a typo must not silently do nothing),
 languages must be ISO 639 codes (stored in their canonical ISO 639-2/B form, so `fra`
