@@ -423,3 +423,70 @@ def test_a_rescan_counts_the_known_unreadable_files(
     again = invoke("--db", db_path, "scan", library)
     assert again.exit_code == 0
     assert "1 known file is still unreadable" in again.stdout
+
+
+# --- 5. what killed runs leave is found by doctor and scan, without a later run ---------------
+
+
+def _leave_work_behind(library: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A real in-place edit whose process died before recording it (journal unsettled),
+    and a temporary file whose transcode was killed."""
+    from vpo.executor.phase import PhaseExecutor
+    from vpo.media.probe import probe
+    from vpo.policy.planner import plan
+
+    anime = library / "anime-hevc.mkv"
+    original = _sha(anime)
+    flags = tmp_path / "flags.yaml"
+    flags.write_text(
+        "schema_version: 1\nname: flags\nconfig: {audio_languages: [eng]}\n"
+        "phases:\n  - name: f\n    default_flags: {audio: preferred}\n"
+    )
+    media = probe(anime)
+    (phase,) = plan(media, load_policy(flags)).phases
+    assert phase.actions and not phase.structural
+    outcome = PhaseExecutor().run(anime, media, {t.index: t.index for t in media.tracks}, phase)
+    assert outcome.journal is not None and outcome.journal.held is not None
+    outcome.journal.held.release()  # its process "dies" before the run is recorded
+    assert _sha(anime) != original
+    stale = library / ".movie-h264-multilang.mkv.vpo-0123abcd.mkv"
+    stale.write_bytes(b"half a transcode")
+    return stale, original
+
+
+def test_doctor_finds_and_cleans_what_interrupted_runs_left(
+    library: Path, db_path: Path, tmp_path: Path
+) -> None:
+    assert invoke("--db", db_path, "scan", library).exit_code == 0
+    stale, original = _leave_work_behind(library, tmp_path)
+    report = invoke("--db", db_path, "doctor")
+    assert report.exit_code == 1
+    assert "Left by interrupted runs: 2 file(s)" in report.stdout
+    assert str(stale) in report.stdout
+    assert stale.exists()  # reporting changes nothing
+    cleaned = invoke("--db", db_path, "doctor", "--clean")
+    assert "restored anime-hevc.mkv byte for byte" in cleaned.stdout
+    assert f"removed {stale.name}" in cleaned.stdout
+    assert not stale.exists()
+    assert _sha(library / "anime-hevc.mkv") == original
+    assert invoke("--db", db_path, "doctor").stdout.count("Left by interrupted runs: nothing") == 1
+
+
+def test_scan_cleans_what_interrupted_runs_left(
+    library: Path, db_path: Path, tmp_path: Path
+) -> None:
+    stale, original = _leave_work_behind(library, tmp_path)
+    held = library / ".clean-hevc.mkv.vpo-89abcdef.mkv"
+    held.write_bytes(b"a transcode in progress elsewhere")
+    from vpo.ownership import hold_lock
+
+    lock = hold_lock(held, create=False)  # a live run (here: this test) owns it
+    try:
+        result = invoke("--db", db_path, "scan", library)
+    finally:
+        assert lock is not None
+        lock.release()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Left by an interrupted VPO: restored anime-hevc.mkv byte for byte" in result.stdout
+    assert not stale.exists() and held.exists()
+    assert _sha(library / "anime-hevc.mkv") == original

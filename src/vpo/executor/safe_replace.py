@@ -106,17 +106,6 @@ def clean_stale_work(directory: Path) -> list[str]:
     return done
 
 
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete what `stale_temporaries` finds; return what was removed."""
-    removed = []
-    for path in stale_temporaries(directory):
-        held = hold_lock(path, create=False)
-        if held is not None:
-            held.release(unlink=True)
-            removed.append(path)
-    return removed
-
-
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
