@@ -12,7 +12,14 @@ AUDIO_ENCODERS = {"aac": "aac", "ac3": "ac3", "eac3": "eac3", "opus": "libopus",
 # Matroska statistics tags (written by mkvmerge) describe the old encoding; ffmpeg would
 # copy them onto a re-encoded stream, so they are cleared there.
 STATISTICS_TAGS = ("BPS", "DURATION", "NUMBER_OF_BYTES", "NUMBER_OF_FRAMES")
-MUXERS = {"mkv": "matroska", "webm": "webm", "mp4": "mp4", "m4v": "mp4", "mov": "mov"}
+# Container (as `vpo.media.probe.container_name` says it) → ffmpeg muxer, where they differ.
+MUXERS = {
+    "mkv": "matroska",
+    "m4v": "mp4",
+    "ts": "mpegts",
+    "mpg": "mpeg",
+    "wmv": "asf",
+}
 
 
 @dataclass
