@@ -18,6 +18,7 @@ flock locks belong to an open file description, so two claims on one file confli
 even inside one process (two `--jobs` threads, a file listed twice).
 """
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -203,8 +204,21 @@ def lease_for(db_path: str | os.PathLike[str]) -> Lease:
     key = (os.getpid(), directory)
     lease = _leases.get(key)
     if lease is None:
+        if not _leases:
+            # Registered before any telemetry's own exit hook, so it runs after them (atexit
+            # is last in, first out): the lease goes once every run is flushed.
+            atexit.register(_release_leases)
         lease = _leases[key] = Lease(directory, this_owner())
     return lease
+
+
+def _release_leases() -> None:
+    """On a clean exit, remove this process's lease files (a crash leaves them to
+    `remove_stale_leases`)."""
+    for (pid, _directory), lease in list(_leases.items()):
+        if pid == os.getpid():
+            with contextlib.suppress(OSError):
+                lease.release()
 
 
 def lease_alive(db_path: str | os.PathLike[str], token: str) -> bool:

@@ -253,3 +253,30 @@ def test_a_long_policy_name_moves_to_the_next_line_instead_of_being_cut(db: Path
         assert max(len(line) for line in out.splitlines()) <= 80, out
         assert re.search(r"^stats id .* saved(  time)?\n {10}policy\n", out, re.M), out
         assert re.search(rf"^ {{10}}{name}\b", out, re.M), out
+
+
+def test_two_calls_of_one_tool_are_shown_apart_by_their_recorded_numbers(db: Path) -> None:
+    """Same tool, time and outcome: only the recorded `tool_call` tells the calls apart."""
+    from vpo.db.stats import InvalidRecordError
+
+    removes = _mkvmerge_removes(5)
+    calls = tuple(
+        replace(action, duration_ms=133, tool="mkvmerge", tool_call=1 if i < 2 else 2)
+        for i, action in enumerate(removes)
+    )
+    run = replace(record(RunSpec(EPOCH + days(8), "language-cleanup", file_id=3)), actions=calls)
+    conn = open_database(db)
+    try:
+        with pytest.raises(InvalidRecordError, match="tool_call"):  # numbers start at 1
+            _write(conn, [replace(run, actions=(replace(calls[0], tool_call=0),))])
+        _write(conn, [run])
+    finally:
+        conn.close()
+
+    out = stats(db, "detail", run.id, "--show-actions", env=NARROW).stdout
+    assert "mkvmerge: 133 ms for 2 actions (tool call 1)" in out
+    assert "mkvmerge: 133 ms for 3 actions (tool call 2)" in out
+    assert out.count("133 ms") == 2 and "5 actions" not in out
+    data = json.loads(stats(db, "detail", run.id, "--format", "json").stdout)
+    assert [a["tool_call"] for a in data["action_results"]] == [1, 1, 2, 2, 2]
+    assert {a["tool"] for a in data["action_results"]} == {"mkvmerge"}

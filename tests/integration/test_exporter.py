@@ -157,6 +157,8 @@ def test_runs_split_across_batches_are_stored_exactly(stats_db: Path) -> None:
                 "duration_ms": round((span.end_time - span.start_time) / 1e6),
                 "rule_reference": a[attr.ACTION_RULE],
                 "message": a[attr.ACTION_MESSAGE],
+                "tool": a.get(attr.ACTION_TOOL),
+                "tool_call": a.get(attr.ACTION_TOOL_CALL),
             }
             if stored_action["before_state"]:
                 assert isinstance(json.loads(stored_action["before_state"]), dict)

@@ -425,3 +425,74 @@ def test_vpo_process_killed_mid_transcode_records_its_first_phase(
     assert run["size_change"] == size_before - size_after
     assert run["audio_tracks_removed"] > 0 and run["total_changes"] > 0
     assert run["duration_seconds"] >= 2.0
+
+
+EDITED_AND_RECORDED = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from vpo.media.edit_journal import begin
+    from vpo.media.hashing import partial_hash
+    from vpo.telemetry import attributes as attr
+    from vpo.telemetry.setup import build_telemetry
+    db, stats_id, path = sys.argv[1:4]
+    telemetry = build_telemetry(db)
+    tracer = telemetry.tracer
+    start = {attr.STATS_ID: stats_id, attr.FILE_ID: 1, attr.FILE_PATH: path,
+             attr.POLICY_NAME: "flags", attr.PHASES_TOTAL: 1,
+             attr.SIZE_BEFORE: Path(path).stat().st_size, attr.HASH_BEFORE: partial_hash(path)}
+    with tracer.start_as_current_span(attr.PROCESS_FILE, attributes=start) as root:
+        with tracer.start_as_current_span(attr.PHASE, attributes={attr.PHASE_NAME: "flags"}):
+            journal = begin(Path(path))
+            with open(path, "r+b") as f:  # the whole edit, done
+                f.seek(0, 2)
+                f.write(b"a new track list")
+            root.set_attributes({attr.SIZE_AFTER: Path(path).stat().st_size,
+                                 attr.HASH_AFTER: partial_hash(path),
+                                 attr.PHASES_COMPLETED: 1, attr.CHANGES_TOTAL: 1})
+        # the phase is recorded in the marker; the process dies before settling the journal
+        print("ready", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_a_recorded_in_place_edit_is_kept_not_rolled_back(
+    tmp_path: Path, sample_files: list[SampleFile]
+) -> None:
+    """Killed between recording its edit and dropping the journal, a run's file is the
+    completely edited file its record says — kept, not restored behind the record."""
+    journal = pytest.importorskip("vpo.media.edit_journal")
+    source = next(s.path for s in sample_files if s.path.suffix == ".mkv")
+    video = tmp_path / source.name
+    shutil.copy2(source, video)
+    original_size = video.stat().st_size
+    db = tmp_path / "vpo.db"
+    conn = open_database(db)
+    conn.execute(
+        "INSERT INTO files (id, path, size_bytes, mtime, scanned_at) VALUES (1, ?, ?, 1, 'x')",
+        (str(video), original_size),
+    )
+    conn.close()
+    stats_id = str(uuid.uuid4())
+    child = subprocess.Popen(
+        [sys.executable, "-c", EDITED_AND_RECORDED, str(db), stats_id, str(video)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    edited = video.read_bytes()
+    assert journal.find_stale(tmp_path) == []  # still held by the live run
+    _kill(child)
+    assert len(journal.find_stale(tmp_path)) == 1
+
+    _reconcile_elsewhere(db)
+
+    assert video.read_bytes() == edited
+    assert journal.find_stale(tmp_path) == []
+    (run,) = _runs(db)
+    assert run["size_after"] == len(edited) != run["size_before"] == original_size
+    assert run["total_changes"] == 1
+    assert run["error_message"].endswith(
+        f"kept the completed in-place edit of {video.name}, as recorded"
+    )

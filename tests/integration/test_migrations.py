@@ -61,6 +61,8 @@ STATS_COLUMNS = {
         "duration_ms",
         "rule_reference",
         "message",
+        "tool",
+        "tool_call",
     ],
     "performance_metrics": [
         "id",
@@ -267,6 +269,7 @@ RELEASED_STEPS = {
     2: "4855ce278e2fdde50bea0e64be9f7518404ee081af9d1dfab78329d1507c5841",
     3: "17d56eed4f748f663ffc893db2706872b0b373c733118084437f46a12529eb1c",
     4: "b727c112890b9581a37426f3a383f89bc9584e1de69de94ee90f9e943d8bee24",
+    5: "e7b4f0394ffb1651c4263cfbd93139fbfd477679d4035cddcce0c9ec99ae5816",
 }
 
 FILES = [  # id, path, size, container, scan_error, first video track (codec, width, height)
@@ -325,8 +328,12 @@ def test_the_rollups_are_what_the_live_measures_generate(tmp_path: Path) -> None
     assert columns == ["span", "bucket", "policy_name", *MEASURE_NAMES]
 
 
-def _fill(conn: sqlite3.Connection, version: int, *, runs: bool = True) -> None:
-    """The same library (and runs), written as a VPO at `version` would have stored them."""
+def _fill(
+    conn: sqlite3.Connection, version: int, *, runs: bool = True, tools: bool | None = None
+) -> None:
+    """The same library (and runs), written as a VPO at `version` would have stored them;
+    `tools`: whether the action rows name their tool call (a VPO at version 5 or later)."""
+    tools = version >= 5 if tools is None else tools
     conn.execute("BEGIN")
     # From version 3 on, the scan stores the first video track on the file row too.
     video_columns = ", video_codec, video_width, video_height" if version >= 3 else ""
@@ -368,11 +375,13 @@ def _fill(conn: sqlite3.Connection, version: int, *, runs: bool = True) -> None:
                     None if ok else "mkvmerge failed",
                 ),
             )
+            # From version 5 on, an action row names the tool call that did it.
+            call = (", tool, tool_call", ", 'mkvmerge', 1") if tools else ("", "")
             conn.execute(
                 "INSERT INTO action_results (stats_id, action_type, track_type, track_index, "
-                "before_state, after_state, success, duration_ms, message) "
+                f"before_state, after_state, success, duration_ms, message{call[0]}) "
                 "VALUES (?, 'remove_track', 'audio', 2, '{\"language\": \"fre\"}', NULL, ?, 4, "
-                "'removed')",
+                f"'removed'{call[1]})",
                 (run_id, ok),
             )
             conn.execute(
@@ -410,7 +419,7 @@ def test_a_database_of_every_past_version_upgrades_to_the_fresh_schema(
     conn.close()
     fresh = tmp_path / "fresh.db"
     conn = open_database(fresh)
-    _fill(conn, SCHEMA_VERSION, runs=version >= 2)  # what the old database holds
+    _fill(conn, SCHEMA_VERSION, runs=version >= 2, tools=version >= 5)  # what the old one holds
     conn.close()
 
     open_database(old).close()
@@ -430,6 +439,65 @@ def test_a_database_of_every_past_version_upgrades_to_the_fresh_schema(
         }
     assert query(old, "PRAGMA foreign_key_check") == []
     assert query(old, "PRAGMA integrity_check")[0][0] == "ok"
+
+
+def _make_version_4_with_a_shared_call(path: Path) -> None:
+    """A version 4 database holding a run whose 4 removes one mkvmerge call did, as a VPO
+    before version 5 recorded them: each with the call's whole time, no call number."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=4)
+    _fill(conn, 4, runs=False)
+    conn.execute(
+        "INSERT INTO processing_stats (id, file_id, processed_at, policy_name, size_before, "
+        "size_after, size_change, audio_tracks_before, audio_tracks_after, "
+        "audio_tracks_removed, duration_seconds, phases_completed, phases_total, total_changes, "
+        "success) VALUES ('4c0ffee0-0000-4000-8000-000000000004', 1, "
+        "'2026-01-02T03:04:05.000006Z', 'cleanup', 900, 700, 200, 4, 0, 4, 0.25, 1, 1, 4, 1)"
+    )
+    conn.executemany(
+        "INSERT INTO action_results (stats_id, action_type, track_type, track_index, "
+        "before_state, after_state, success, duration_ms, rule_reference, message) "
+        "VALUES ('4c0ffee0-0000-4000-8000-000000000004', 'remove', 'audio', ?, "
+        "'{\"language\": \"fre\"}', NULL, 1, ?, 'phases[0].keep_audio.languages', ?)",
+        [(i, 133 + (i + 1) % 2, f"mkvmerge: remove audio track {i}") for i in range(1, 5)],
+    )
+    conn.close()
+
+
+def test_version_4_action_rows_upgrade_to_5_without_a_tool_call(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    _make_version_4_with_a_shared_call(path)
+    rows_sql = "SELECT * FROM action_results ORDER BY id"
+    before = [tuple(r) for r in query(path, rows_sql)]
+    assert query(path, "PRAGMA user_version")[0][0] == 4
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn) == [5]
+    conn.close()
+
+    after = query(path, rows_sql)
+    assert [tuple(r)[:-2] for r in after] == before  # every value kept, in place
+    assert {(r["tool"], r["tool_call"]) for r in after} == {(None, None)}  # not known then
+    # `stats detail` still shows the one call once, recognised from the rows' messages.
+    result = run_vpo(
+        "--db", path, "stats", "detail", "4c0ffee0", "--show-actions", env={"COLUMNS": "80"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("mkvmerge: 133 ms for 4 actions") == 1
+    assert "tool call" not in result.stdout.replace("per tool call", "")
+    conn = open_database(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):  # call numbers start at 1
+            conn.execute(
+                "INSERT INTO action_results (stats_id, action_type, success, tool, tool_call) "
+                "VALUES ('4c0ffee0-0000-4000-8000-000000000004', 'remove', 1, 'mkvmerge', 0)"
+            )
+        conn.execute(
+            "INSERT INTO action_results (stats_id, action_type, success, tool, tool_call) "
+            "VALUES ('4c0ffee0-0000-4000-8000-000000000004', 'remove', 1, 'mkvmerge', 1)"
+        )
+    finally:
+        conn.close()
 
 
 def test_released_migrations_do_not_follow_a_later_change_of_the_measures() -> None:

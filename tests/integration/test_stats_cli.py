@@ -333,6 +333,8 @@ def test_a_real_run_shows_up_right_after_the_command(library: Path, tmp_path: Pa
     )
     assert run["file_path"] == str(target.resolve())
     assert run["action_results"] and all(a["success"] for a in run["action_results"])
+    # One remux did the phase's removes: each row names that call.
+    assert {(a["tool"], a["tool_call"]) for a in run["action_results"]} == {("mkvmerge", 1)}
     assert [p["phase_name"] for p in run["performance_metrics"]]
     policy = json.loads(run_vpo("--db", db, "stats", "policy", "--format", "json").stdout)
     assert [p["files_processed"] for p in policy["policies"]] == [1]

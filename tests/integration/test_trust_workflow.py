@@ -490,3 +490,40 @@ def test_scan_cleans_what_interrupted_runs_left(
     assert "Left by an interrupted VPO: restored anime-hevc.mkv byte for byte" in result.stdout
     assert not stale.exists() and held.exists()
     assert _sha(library / "anime-hevc.mkv") == original
+
+
+def test_a_clean_exit_leaves_no_lock_files(library: Path, db_path: Path) -> None:
+    done = subprocess.run(
+        _vpo(db_path, "process", "--policy", CLEANUP, library),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    from vpo.ownership import locks_dir
+
+    assert list(locks_dir(db_path).iterdir()) == []  # no claim, no lease left behind
+
+
+def test_dry_run_names_symlinks_that_lead_nowhere(library: Path, db_path: Path) -> None:
+    (library / "loop-a.mkv").symlink_to(library / "loop-b.mkv")
+    (library / "loop-b.mkv").symlink_to(library / "loop-a.mkv")
+    (library / "dangling.mkv").symlink_to(library / "gone.mkv")
+    result = invoke("--db", db_path, "process", "--policy", CLEANUP, "--dry-run", library)
+    assert result.exit_code == 1
+    assert "unexpected" not in result.stdout + result.stderr
+    assert "cannot plan: is a symlink loop" in result.stdout
+    assert "cannot plan: is a dangling symlink" in result.stdout
+    assert "3 file(s) could not be planned:" in result.stdout
+
+
+def test_stats_file_finds_a_name_that_is_not_utf8(library: Path, db_path: Path) -> None:
+    latin1 = Path(os.fsdecode(bytes(library) + b"/caf\xe9.mkv"))
+    (library / "movie-h264-multilang.mkv").rename(latin1)
+    assert invoke("--db", db_path, "process", "--policy", CLEANUP, latin1).exit_code == 0
+    shown = invoke("--db", db_path, "stats", "file", latin1)
+    assert shown.exit_code == 0, shown.stdout + shown.stderr
+    assert "caf\\xe9.mkv" in shown.stdout
+    inspected = invoke("--db", db_path, "inspect", latin1, "--format", "json")
+    assert '"path": "' + f"{library}/caf\\\\xe9.mkv" in inspected.stdout

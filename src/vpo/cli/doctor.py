@@ -41,6 +41,10 @@ def doctor(app: AppContext, clean: bool) -> None:
             click.echo(f"  {label} {name}  {tests}{tool.purpose}; install: {tool.install_hint}")
     click.echo("")
     click.echo(f"Database: {_database_state(app.resolved_db_path)}")
+    if clean and app.resolved_db_path.exists():
+        # Runs of dead processes are recorded first: a journal whose edit a dead run
+        # recorded is then kept, not rolled back behind its record.
+        app.connect().close()
     left_over = _left_over_work(app.resolved_db_path, clean)
     missing = [s.tool.name for s in statuses if s.tool.required and not s.found]
     if missing:

@@ -34,7 +34,7 @@ def inspect(file: str, output_format: str) -> None:
     except ProbeError as exc:
         raise ProbeError(f"{path_text(path)}: {exc.message}") from exc
     if output_format == "json":
-        click.echo(json.dumps(media.to_dict(), indent=2))
+        click.echo(json.dumps({**media.to_dict(), "path": path_text(media.path)}, indent=2))
     else:
         from vpo.media.hashing import partial_hash
 
@@ -56,9 +56,10 @@ def _print_table(media: "MediaInfo", content_hash: str | None) -> None:
         human_size,
         stdout_console,
     )
+    from vpo.pathnames import path_text
 
     console = stdout_console()
-    console.print(Text(media.path, style="bold"), soft_wrap=True)
+    console.print(Text(path_text(media.path), style="bold"), soft_wrap=True)
     console.print(
         Text(
             f"{media.container or MISSING} · {human_duration(media.duration_seconds)} · "

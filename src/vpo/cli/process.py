@@ -17,6 +17,7 @@ from vpo.cli.context import AppContext, db_option
 from vpo.cli.paths import require_paths
 
 if TYPE_CHECKING:
+    from vpo.cli.recording import RecordingProblemsError
     from vpo.executor.process import Cancellation
     from vpo.policy.schema import Policy
     from vpo.workflow.batch import BatchReport
@@ -84,11 +85,13 @@ def process(
 
     cancellation = Cancellation()
     with _stop_on_signals(cancellation) as received:
-        report = _run(app, policy, files, jobs, metrics_port, cancellation)
+        report, unrecorded = _run(app, policy, files, jobs, metrics_port, cancellation)
     _summary(report)
+    if unrecorded is not None:
+        click.echo(f"Error: {unrecorded.message}", err=True)
     if received:
         raise SystemExit(128 + received[0])
-    if report.failed or report.skipped or report.stopped_early:
+    if report.failed or report.skipped or report.stopped_early or unrecorded is not None:
         raise SystemExit(1)
 
 
@@ -115,14 +118,18 @@ def _dry_run(policy: "Policy", files: list[Path]) -> bool:
     from vpo.media.probe import ProbeError, probe
     from vpo.pathnames import path_text
     from vpo.policy.planner import plan
+    from vpo.workflow.processor import resolve_file
 
     unplannable: list[Path] = []
     for path in files:
         click.echo(path_text(path))
+        resolved, problem = resolve_file(path)
         try:
-            file_plan = plan(probe(path), policy)
+            if resolved is None:
+                raise OSError(problem)
+            file_plan = plan(probe(resolved), policy)
         except (ProbeError, OSError) as exc:
-            reason = exc.message if isinstance(exc, ProbeError) else exc.strerror
+            reason = exc.message if isinstance(exc, ProbeError) else exc.strerror or str(exc)
             click.echo(f"  cannot plan: {reason}")
             unplannable.append(path)
             continue
@@ -151,11 +158,12 @@ def _run(
     jobs: int,
     metrics_port: int | None,
     cancellation: "Cancellation",
-) -> "BatchReport":
+) -> "tuple[BatchReport, RecordingProblemsError | None]":
+    """The batch's report, and the error saying which runs could not be recorded."""
     from vpo.cli.progress import BatchProgressDisplay
-    from vpo.cli.recording import recording
+    from vpo.cli.recording import RecordingProblemsError, recording
     from vpo.db.connection import check_writable
-    from vpo.workflow.batch import process_files
+    from vpo.workflow.batch import BatchReport, process_files
     from vpo.workflow.library_store import LibraryStore
     from vpo.workflow.processor import FileProcessor
 
@@ -163,20 +171,25 @@ def _run(
     try:
         # No file is touched unless its run can be recorded.
         check_writable(store.db_path)
-        with recording(app, metrics_port) as telemetry:
-            processor = FileProcessor(
-                policy, store, telemetry.tracer, telemetry.metrics, cancellation=cancellation
-            )
-            with BatchProgressDisplay(len(files)) as progress:
-                return process_files(
-                    processor,
-                    files,
-                    jobs,
-                    stop_on_failure=policy.config.on_error == "fail",
-                    on_start=progress.started,
-                    on_result=progress.finished,
-                    stop_check=telemetry.recording_problem,
+        report = BatchReport()
+        try:
+            with recording(app, metrics_port) as telemetry:
+                processor = FileProcessor(
+                    policy, store, telemetry.tracer, telemetry.metrics, cancellation=cancellation
                 )
+                with BatchProgressDisplay(len(files)) as progress:
+                    report = process_files(
+                        processor,
+                        files,
+                        jobs,
+                        stop_on_failure=policy.config.on_error == "fail",
+                        on_start=progress.started,
+                        on_result=progress.finished,
+                        stop_check=telemetry.recording_problem,
+                    )
+        except RecordingProblemsError as exc:
+            return report, exc  # the summary still says what the batch did
+        return report, None
     finally:
         store.close()
 

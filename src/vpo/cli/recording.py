@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from vpo.telemetry.setup import Telemetry
 
 
+class RecordingProblemsError(VpoError):
+    """Some runs could not be recorded (each problem was printed on stderr)."""
+
+
 @contextmanager
 def recording(
     app: AppContext, metrics_port: int | None = None, metrics_host: str = "127.0.0.1"
@@ -48,7 +52,7 @@ def recording(
         if problems:
             for problem in dict.fromkeys(problems):  # each once, in order
                 click.echo(f"  {problem}", err=True)
-            raise VpoError(
+            raise RecordingProblemsError(
                 f"{len(problems)} problem(s) while recording statistics in "
                 f"{app.resolved_db_path}; see above."
             )

@@ -118,16 +118,20 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
     Given a folder, the runs of every library file under it, newest first.
     """
     from vpo.db.history import count_files_under, file_history, find_file
+    from vpo.pathnames import path_text
 
     conn = app.connect_existing()
     try:
-        reference = file_ref if file_ref.isdigit() else str(Path(file_ref).expanduser().resolve())
+        # Paths are stored as text (names that are not UTF-8 escaped): look up the same.
+        reference = (
+            file_ref if file_ref.isdigit() else path_text(Path(file_ref).expanduser().resolve())
+        )
         found = find_file(conn, reference)
         if found is None:
             if file_ref.isdigit():
                 raise PathNotFoundError(f"No file with id {file_ref} in the library.")
             files = count_files_under(conn, reference)
-            if files or Path(reference).is_dir():
+            if files or Path(file_ref).expanduser().is_dir():
                 _folder(conn, reference, files, limit, output_format)
                 return
             raise PathNotFoundError(f"{reference} is not in the library (scan or process it).")

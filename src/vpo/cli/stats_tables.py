@@ -335,6 +335,8 @@ def _print_actions(actions: list[dict[str, Any]]) -> None:
             heading = f"{tool or 'one tool call'}: {took} for {len(group)} actions"
         else:
             heading = f"{tool or 'action'}: {took}"
+        if first.get("tool_call") is not None:
+            heading += f" (tool call {first['tool_call']})"
         console.print(Text("  " + heading, style="bold"))
         for action in group:
             console.print(_action_line(action, tool, console.width))

@@ -90,7 +90,8 @@ def run_detail(conn: sqlite3.Connection, stats_id: str) -> dict[str, Any] | None
     for name in ("success", "video_transcode_skipped"):
         run[name] = bool(run[name])
     actions = []
-    # Every column, so one added later (which tool call did the action) shows up as is.
+    # Every column, `tool` and `tool_call` included: the actions that share a call share
+    # its duration, which a report shows once per call (docs/statistics.md).
     for action in conn.execute(
         "SELECT * FROM action_results WHERE stats_id = ? ORDER BY id", (stats_id,)
     ):

@@ -29,6 +29,7 @@ from typing import Any
 
 from vpo.db.stats import InvalidRecordError, ProcessingStatsRecord, insert_run
 from vpo.ownership import lease_alive, locks_dir, process_start_time, remove_stale_leases
+from vpo.pathnames import path_from_text
 from vpo.timefmt import parse_utc
 
 log = logging.getLogger(__name__)
@@ -301,8 +302,9 @@ def _recover_file(marker: RunMarker) -> str | None:
         from vpo.media.edit_journal import recover  # type: ignore[import-not-found]
     except ImportError:
         return None
+    recorded = _str(marker.attributes.get("hash_after"))
     try:
-        return recover(Path(marker.file_path))
+        return recover(Path(path_from_text(marker.file_path)), recorded_hash=recorded)
     except Exception as exc:  # the run is still recorded; the next VPO tries again
         log.error("Cannot restore %s after an interrupted edit: %s", marker.file_path, exc)
         return f"the interrupted in-place edit could not be undone: {exc}"

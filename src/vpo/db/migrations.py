@@ -7,7 +7,13 @@ upgrade leaves the database at the last complete version with every row in place
 import sqlite3
 from dataclasses import dataclass
 
-from vpo.db.schema import V1_LIBRARY, V2_STATISTICS, V3_LIBRARY_TOTALS, V4_STATISTICS_ROLLUPS
+from vpo.db.schema import (
+    V1_LIBRARY,
+    V2_STATISTICS,
+    V3_LIBRARY_TOTALS,
+    V4_STATISTICS_ROLLUPS,
+    V5_ACTION_TOOL_CALLS,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(3, "first video track on files; library totals kept by triggers", V3_LIBRARY_TOTALS),
     Migration(4, "statistics rollups per policy and hour/day/month", V4_STATISTICS_ROLLUPS),
+    Migration(5, "action_results: the tool call that did each action", V5_ACTION_TOOL_CALLS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

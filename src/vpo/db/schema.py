@@ -4,7 +4,8 @@ Every released step is a literal and is never edited: a change is a new step. A 
 must not be computed from code that may change later (the measures, the resolution
 classes), or a new database would get a different schema than an upgraded one.
 Version 1 holds the library (files, tracks); version 2 adds the statistics tables;
-version 3 library totals; version 4 the statistics rollups.
+version 3 library totals; version 4 the statistics rollups; version 5 the tool call of
+each action.
 """
 
 V1_LIBRARY = """
@@ -574,6 +575,14 @@ DROP INDEX idx_stats_policy;
 CREATE INDEX idx_stats_policy ON processing_stats(policy_name, processed_at);
 DROP INDEX idx_stats_success;
 CREATE INDEX idx_stats_success ON processing_stats(success, processed_at);
+"""
+
+# Version 5: which tool call did each action (docs/statistics.md). One call does all of a
+# phase's actions and each records the call's whole time, so reports count a (stats_id,
+# tool_call) once. NULL for rows recorded before: their call is not known.
+V5_ACTION_TOOL_CALLS = """
+ALTER TABLE action_results ADD COLUMN tool TEXT;
+ALTER TABLE action_results ADD COLUMN tool_call INTEGER CHECK (tool_call IS NULL OR tool_call >= 1);
 """
 
 

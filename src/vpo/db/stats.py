@@ -32,6 +32,10 @@ class ActionResultRecord:
     duration_ms: int | None = None
     rule_reference: str | None = None
     message: str | None = None
+    # The tool call that did the action (docs/statistics.md): actions that share one call
+    # share its `duration_ms` too, so reports count that time once per call.
+    tool: str | None = None
+    tool_call: int | None = None
 
     def problems(self) -> list[str]:
         found = []
@@ -45,6 +49,8 @@ class ActionResultRecord:
             found.append(f"duration_ms is negative ({self.duration_ms})")
         if self.track_index is not None and self.track_index < 0:
             found.append(f"track_index is negative ({self.track_index})")
+        if self.tool_call is not None and self.tool_call < 1:
+            found.append(f"tool_call is not a call number from 1 ({self.tool_call})")
         return found
 
 
@@ -186,8 +192,8 @@ _INSERT_STATS = (  # column names from the dataclass above, never from input
 )
 _INSERT_ACTION = (
     "INSERT INTO action_results (stats_id, action_type, track_type, track_index, before_state, "
-    "after_state, success, duration_ms, rule_reference, message) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "after_state, success, duration_ms, rule_reference, message, tool, tool_call) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_PHASE = (
     "INSERT INTO performance_metrics (stats_id, phase_name, wall_time_seconds, bytes_read, "
@@ -205,11 +211,13 @@ def insert_run(conn: sqlite3.Connection, run: ProcessingStatsRecord) -> None:
         raise InvalidRecordError("; ".join(problems))
     values = [getattr(run, name) for name in _STATS_COLUMNS]
     conn.execute(_INSERT_STATS, [*_sql_values(values), run.size_change])
-    conn.executemany(
-        _INSERT_ACTION,
-        [(run.id, a.action_type, *_action_tail(a)) for a in run.actions],
-    )
-    conn.executemany(_INSERT_PHASE, [(run.id, *astuple(p)) for p in run.phases])
+    if run.actions:  # many runs of a tidy library have none: no statement for nothing
+        conn.executemany(
+            _INSERT_ACTION,
+            [(run.id, a.action_type, *_action_tail(a)) for a in run.actions],
+        )
+    if run.phases:
+        conn.executemany(_INSERT_PHASE, [(run.id, *astuple(p)) for p in run.phases])
 
 
 def _action_tail(action: ActionResultRecord) -> tuple[object, ...]:
@@ -222,6 +230,8 @@ def _action_tail(action: ActionResultRecord) -> tuple[object, ...]:
         action.duration_ms,
         action.rule_reference,
         action.message,
+        action.tool,
+        action.tool_call,
     )
 
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import subprocess
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ DURATION_PROBE_TIMEOUT_SECONDS = 60
 RESTORED = "the original was restored byte for byte"
 
 ProgressCallback = Callable[[float], None]
+# The tools a phase started, in order, for whoever set it (the workflow numbers the calls
+# and names the tool of a failed phase from it); per thread, so parallel runs stay apart.
+TOOL_CALLS: ContextVar[list[str] | None] = ContextVar("vpo_tool_calls", default=None)
 PreExec = Callable[[], None]
 
 
@@ -244,6 +248,9 @@ class PhaseExecutor:
         ok_codes: tuple[int, ...] = (0,),
         on_line: Callable[[str], None] | None = None,
     ) -> ToolResult:
+        calls = TOOL_CALLS.get()
+        if calls is not None:
+            calls.append(Path(args[0]).name)
         return run_tool(
             args,
             timeout=timeout,

@@ -299,19 +299,44 @@ def find_stale(directory: Path) -> list[Path]:
     return [e for e in entries if _JOURNAL.match(e.name) and not is_locked(e)]
 
 
-def recover(path: Path) -> str | None:
+def recover(path: Path, recorded_hash: str | None = None) -> str | None:
     """Restore `path` from a journal of it nobody holds (an interrupted in-place edit),
-    delete the journal and say what was done; None when there is no such journal."""
+    delete the journal and say what was done; None when there is no such journal.
+
+    `recorded_hash` is the partial hash the dead run recorded for the file after its
+    last phase: when the file is exactly that, the edit completed and was recorded (the
+    run died between recording it and dropping the journal), so it is kept instead.
+    """
     said = []
     path = Path(os.path.realpath(path))
     for journal in find_stale(path.parent):
         header = _peek_header(journal)
         if header is not None and bytes.fromhex(header["name"]) != os.fsencode(path.name):
             continue
-        sentence = recover_journal(journal)
+        if recorded_hash is not None and _is_recorded(path, recorded_hash):
+            sentence = _drop_journal(journal, path)
+        else:
+            sentence = recover_journal(journal)
         if sentence:
             said.append(sentence)
     return " ".join(said) or None
+
+
+def _is_recorded(path: Path, recorded_hash: str) -> bool:
+    try:
+        return partial_hash(path) == recorded_hash
+    except OSError:
+        return False
+
+
+def _drop_journal(journal: Path, target: Path) -> str | None:
+    held = hold_lock(journal, create=False)
+    if held is None:
+        return None
+    held.release(unlink=True)
+    with contextlib.suppress(OSError):
+        _fsync_directory(journal.parent)
+    return f"kept the completed in-place edit of {target.name}, as recorded"
 
 
 def recover_journal(journal: Path) -> str | None:

@@ -55,6 +55,10 @@ ACTION_BEFORE = "vpo.action.before"  # JSON object as a string
 ACTION_AFTER = "vpo.action.after"  # JSON object as a string
 ACTION_RULE = "vpo.action.rule"
 ACTION_MESSAGE = "vpo.action.message"
+# The tool call that did the action: one call (mkvpropedit, mkvmerge or ffmpeg) does all
+# of a phase's actions, so they share its number and each span covers the whole call.
+ACTION_TOOL = "vpo.action.tool"  # absent when no tool ran
+ACTION_TOOL_CALL = "vpo.action.tool_call"  # 1-based, counted within the file run
 
 # Before values of the root, by the key the interrupted-run marker stores them under
 # (see vpo.db.interrupted.BEFORE_KEYS).

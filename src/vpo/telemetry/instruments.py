@@ -167,6 +167,9 @@ class RunMetrics:
     def action_finished(
         self, action_type: str, track_type: str | None, success: bool, seconds: float
     ) -> None:
+        """One action done; `seconds` is its share of the tool call that did it (the call's
+        time ÷ the actions that call did), so the `vpo.action.duration` sum adds up to the
+        time the tools took, never N times one call (docs/metrics.md)."""
         labels = {
             "action_type": action_type,
             "track_type": track_type or "file",

@@ -121,6 +121,8 @@ def _action_row(span: ReadableSpan) -> ActionResultRecord:
         rule_reference=_str(a, attr.ACTION_RULE),
         message=_str(a, attr.ACTION_MESSAGE)
         or (span.status.description if _failed(span) else None),
+        tool=_str(a, attr.ACTION_TOOL) or None,
+        tool_call=_int(a, attr.ACTION_TOOL_CALL, None),
     )
 
 

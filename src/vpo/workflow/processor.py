@@ -27,7 +27,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from vpo.errors import VpoError
 from vpo.executor.matroska import identify_json
-from vpo.executor.phase import PhaseExecutor, PhaseOutcome
+from vpo.executor.phase import TOOL_CALLS, PhaseExecutor, PhaseOutcome
 from vpo.executor.process import Cancellation
 from vpo.executor.safe_replace import clean_stale_work
 from vpo.media.identity import FileIdentity
@@ -90,7 +90,7 @@ class FileProcessor:
 
     def process(self, path: Path, on_progress: ProgressCallback | None = None) -> RunResult:
         """Run the policy on `path`; raises only `RecordingError` (the batch must stop)."""
-        resolved, problem = _resolve(path)
+        resolved, problem = resolve_file(path)
         if resolved is None:
             return RunResult.skip(path, problem or "cannot be read")
         if self.cancellation.cancelled:
@@ -152,6 +152,7 @@ class _Run:
         self.completed = 0
         self.changes = 0
         self.plan: Plan | None = None
+        self.tool_calls = 0  # tool calls made so far; numbers each phase's call
 
     def execute(self) -> RunResult:
         policy = self.p.policy
@@ -265,11 +266,14 @@ class _Run:
             set_status_on_exception=False,
         ) as span:
             started = time.monotonic()
-            # One tool run does all of a phase's actions, so each action's span covers it.
+            # One tool call does all of a phase's actions, so each action's span covers it
+            # and carries the call's number (docs/statistics.md).
             actions = [
                 (a, tracer.start_span(attr.ACTION, attributes=_action_attributes(a)))
                 for a in phase.actions
             ]
+            started_tools: list[str] = []
+            token = TOOL_CALLS.set(started_tools)
             try:
                 outcome = self.p.executor.run(
                     self.path,
@@ -283,23 +287,42 @@ class _Run:
                 if phase.structural:
                     self.identified = None  # a new file: mkvmerge's numbering may differ
             except BaseException as exc:
+                seconds = time.monotonic() - started
                 message = _describe(exc)
+                call: dict[str, Any] = {}
+                if actions and started_tools:  # a tool was started: that call failed
+                    self.tool_calls += 1
+                    call = {
+                        attr.ACTION_TOOL: started_tools[-1],
+                        attr.ACTION_TOOL_CALL: self.tool_calls,
+                    }
                 for action, action_span in actions:
+                    action_span.set_attributes(call)
                     action_span.set_status(Status(StatusCode.ERROR, message))
                     action_span.end()
                     metrics.action_finished(
-                        action.action_type, action.track_type, False, time.monotonic() - started
+                        action.action_type, action.track_type, False, seconds / len(actions)
                     )
                 span.set_status(Status(StatusCode.ERROR, message))
-                metrics.phase_finished(self.p.policy.name, phase.name, time.monotonic() - started)
+                metrics.phase_finished(self.p.policy.name, phase.name, seconds)
                 raise
+            finally:
+                TOOL_CALLS.reset(token)
+            seconds = time.monotonic() - started
+            if outcome.tool is not None and actions:
+                self.tool_calls += 1
             for action, action_span in actions:
                 action_span.set_attribute(
                     attr.ACTION_MESSAGE, f"{outcome.tool}: {action.describe()}"
                 )
+                if outcome.tool is not None:
+                    action_span.set_attributes(
+                        {attr.ACTION_TOOL: outcome.tool, attr.ACTION_TOOL_CALL: self.tool_calls}
+                    )
                 action_span.end()
+                # Each action records its share, so the histogram's sum is the call's time.
                 metrics.action_finished(
-                    action.action_type, action.track_type, True, time.monotonic() - started
+                    action.action_type, action.track_type, True, seconds / len(actions)
                 )
             span.set_attributes(_phase_attributes(outcome))
             self.completed += 1
@@ -427,7 +450,7 @@ def _result_or_none(future: "Future[dict[str, Any]] | None") -> dict[str, Any] |
         return None
 
 
-def _resolve(path: Path) -> tuple[Path | None, str | None]:
+def resolve_file(path: Path) -> tuple[Path | None, str | None]:
     """The real file behind `path` (one file, one row, however it is reached), or why
     there is none: dangling or looping symlinks, folders, devices."""
     try:

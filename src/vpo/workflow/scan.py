@@ -139,7 +139,9 @@ def scan_paths(
         report.cleaned += clean_stale_work(folder)
     candidates = list(_classify(conn, files, report))
     if progress is not None:
-        progress.start(len(candidates))
+        progress.start(len(candidates) + len(report.failures))
+        for path, reason in report.failures:  # paths that lead to no file
+            progress.advance(path, Outcome.FAILED, reason)
     for candidate in candidates:
         if candidate.known:
             report.count(Outcome.UNCHANGED)
