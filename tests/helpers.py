@@ -12,6 +12,17 @@ from click.testing import CliRunner, Result
 
 from vpo.cli import cli
 
+EXAMPLES = Path(__file__).parents[1] / "examples" / "policies"
+CLEANUP = EXAMPLES / "language-cleanup.yaml"
+# A transcode slow enough on the sample movie that a test can act while ffmpeg writes.
+SLOW_TRANSCODE = """\
+schema_version: 1
+name: slow
+phases:
+  - name: compress
+    transcode: {video: {to: hevc, crf: 18, preset: veryslow}}
+"""
+
 
 def invoke(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
     """Run `vpo ARGS` in-process, stdout and stderr kept apart."""
@@ -82,3 +93,23 @@ def database_with_files(path: Path, count: int = 1) -> Path:
     )
     conn.close()
     return path
+
+
+def fill_disk(folder: Path) -> None:
+    """Write until the file system says ENOSPC."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == 28, exc  # ENOSPC
+    finally:
+        os.close(fd)
+    fd = os.open(folder / "filler-tail", os.O_WRONLY | os.O_CREAT)
+    try:  # the last partial block
+        while True:
+            os.write(fd, b"\0")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

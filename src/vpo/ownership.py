@@ -256,21 +256,35 @@ def claim_path(db_path: str | os.PathLike[str], file_path: str | os.PathLike[str
     return locks_dir(db_path) / f"claim-{digest}.lock"
 
 
+class LocksFolderError(VpoError):
+    """The library's locks folder refuses a claim (read-only, full disk)."""
+
+
 @contextlib.contextmanager
 def claim(db_path: str | os.PathLike[str], file_path: Path) -> Iterator[Owner]:
     """Hold the library's claim on `file_path` (give it resolved) for the block.
 
-    Raises `FileClaimedError` naming the holder when another process (or thread) has it.
+    Raises `FileClaimedError` naming the holder when another process (or thread) has it,
+    `LocksFolderError` when the claim cannot be written at all.
     """
     path = claim_path(db_path, file_path)
-    path.parent.mkdir(exist_ok=True)
-    held = hold_lock(path)
-    if held is None:
-        raise FileClaimedError(file_path, _read_owner(path))
     owner = this_owner()
     try:
-        os.ftruncate(held.fd, 0)
-        os.write(held.fd, owner.to_json().encode())
+        path.parent.mkdir(exist_ok=True)
+        held = hold_lock(path)
+        if held is None:
+            raise FileClaimedError(file_path, _read_owner(path))
+        try:
+            os.ftruncate(held.fd, 0)
+            os.write(held.fd, owner.to_json().encode())
+        except OSError:
+            held.release(unlink=True)
+            raise
+    except OSError as exc:
+        raise LocksFolderError(
+            f"cannot write a claim in the library's locks folder {path.parent}: {exc.strerror}"
+        ) from exc
+    try:
         yield owner
     finally:
         held.release(unlink=True)

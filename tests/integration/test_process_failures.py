@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import invoke, query, read_only
+from tests.helpers import CLEANUP, EXAMPLES, SLOW_TRANSCODE, invoke, query, read_only
 from vpo.db.interrupted import marker_path
 from vpo.executor.phase import PhaseExecutor
 from vpo.policy.loader import load_policy
@@ -18,16 +18,6 @@ from vpo.samples import SampleFile, make_corrupt_samples
 from vpo.telemetry.setup import build_telemetry
 from vpo.workflow.library_store import LibraryStore
 from vpo.workflow.processor import FileProcessor
-
-EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
-CLEANUP = EXAMPLES / "language-cleanup.yaml"
-SLOW_TRANSCODE = """\
-schema_version: 1
-name: slow
-phases:
-  - name: compress
-    transcode: {video: {to: hevc, crf: 18, preset: veryslow}}
-"""
 
 
 def _sha(path: Path) -> str:

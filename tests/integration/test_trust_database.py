@@ -6,15 +6,12 @@ Every cause is real: chattr +i (chmod when not root), a small tmpfs filled to th
 byte, garbage written over `library.db.runs`."""
 
 import hashlib
-import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import database_with_files, query, read_only, run_vpo
+from tests.helpers import database_with_files, fill_disk, query, read_only, run_vpo
 from vpo.db.connection import (
     check_writable,
     explain_database_error,
@@ -135,49 +132,9 @@ def test_a_read_only_database_folder(db: Path, library: Path) -> None:
     conn.close()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs of the test's own, unmounted afterwards."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for a full disk: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _fill(folder: Path) -> None:
-    """Write until the file system says ENOSPC."""
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as exc:
-        assert exc.errno == 28, exc  # ENOSPC
-    finally:
-        os.close(fd)
-    fd = os.open(folder / "filler-tail", os.O_WRONLY | os.O_CREAT)
-    try:  # the last partial block
-        while True:
-            os.write(fd, b"\0")
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def test_a_full_disk(small_disk: Path, library: Path) -> None:
     db = database_with_files(small_disk / "library.db")
-    _fill(small_disk)
+    fill_disk(small_disk)
     sentence = _full_disk(db)
     with pytest.raises(DatabaseError) as caught:
         check_writable(db)
@@ -196,7 +153,7 @@ def test_a_write_that_meets_a_full_disk(small_disk: Path) -> None:
     """Once SQLite's files exist, the disk fills up under an open connection."""
     db = database_with_files(small_disk / "library.db")
     conn = open_database(db)
-    _fill(small_disk)
+    fill_disk(small_disk)
     row = "INSERT INTO files (path, size_bytes, mtime, scanned_at) VALUES (?, 1, 1, 'x')"
     with pytest.raises(sqlite3.OperationalError) as failed:
         conn.execute(row, ("/x" * 50_000,))
@@ -250,5 +207,5 @@ def test_process_touches_nothing_when_runs_cannot_be_recorded(
 
 def test_process_touches_nothing_on_a_full_disk(small_disk: Path, library: Path) -> None:
     db = database_with_files(small_disk / "library.db")
-    _fill(small_disk)
+    fill_disk(small_disk)
     _process_changes_nothing(db, library, _full_disk(db))

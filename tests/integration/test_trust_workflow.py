@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import invoke, query
+from tests.helpers import CLEANUP, EXAMPLES, SLOW_TRANSCODE, fill_disk, invoke, query
 from vpo.ownership import claim
 from vpo.policy.loader import load_policy
 from vpo.samples import SampleFile
@@ -27,16 +27,7 @@ from vpo.workflow.batch import process_files
 from vpo.workflow.library_store import LibraryStore
 from vpo.workflow.processor import FileProcessor
 
-EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
-CLEANUP = EXAMPLES / "language-cleanup.yaml"
 ORGANIZE = EXAMPLES / "cleanup-organize.yaml"
-SLOW_TRANSCODE = """\
-schema_version: 1
-name: slow
-phases:
-  - name: compress
-    transcode: {video: {to: hevc, crf: 18, preset: veryslow}}
-"""
 
 
 def _sha(path: Path) -> str:
@@ -183,47 +174,38 @@ def test_a_file_moved_away_mid_batch_is_skipped(library: Path, db_path: Path) ->
     assert len(_runs(db_path)) == len(files) - 1
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run VPO as another user")
-def test_an_unreadable_file_is_a_failed_run_not_the_end(
-    sample_files: list[SampleFile],
-) -> None:
-    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"vpo-unreadable-{os.getpid()}"
-    shutil.rmtree(base, ignore_errors=True)
-    library = base / "library"
-    library.mkdir(parents=True)
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="root reads every file; setpriv (util-linux) is needed to drop that power",
+)
+def test_an_unreadable_file_is_a_failed_run_not_the_end(library: Path, db_path: Path) -> None:
+    secret = library / "movie-mp4.mp4"
+    secret.chmod(0)
+    files = len(list(library.iterdir()))
+    # Root reads any file: run VPO without the capabilities that let it (as a user would be).
+    no_override = "-dac_override,-dac_read_search"
+    as_user = (
+        ["setpriv", f"--bounding-set={no_override}", f"--inh-caps={no_override}"]
+        if os.geteuid() == 0
+        else []
+    )
     try:
-        for sample in sample_files:
-            shutil.copy(sample.path, library / sample.path.name)
-        secret = library / "movie-mp4.mp4"
-        secret.chmod(0)
-        shutil.chown(base, "nobody")
-        base.chmod(0o755)
-        for path in [library, *library.iterdir()]:
-            shutil.chown(path, "nobody")
-        db = base / "library.db"
         result = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                *_vpo(db, "process", "--policy", CLEANUP, library),
-            ],
+            [*as_user, *_vpo(db_path, "process", "--policy", CLEANUP, library)],
             capture_output=True,
             text=True,
             timeout=120,
-            env={**os.environ, "HOME": str(base)},
             check=False,
         )
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert "unexpected" not in result.stdout + result.stderr
-        assert f"failed: {secret}: cannot read the file: Permission denied" in result.stdout
-        runs = _runs(db)
-        assert len(runs) == len(sample_files)
-        (failed,) = [r for r in runs if not r["success"]]
-        assert failed["size_before"] == failed["size_after"] == secret.stat().st_size
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        secret.chmod(0o644)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "unexpected" not in result.stdout + result.stderr
+    assert f"failed: {secret}: cannot read the file: Permission denied" in result.stdout
+    runs = _runs(db_path)
+    assert len(runs) == files
+    (failed,) = [r for r in runs if not r["success"]]
+    assert failed["size_before"] == failed["size_after"] == secret.stat().st_size
 
 
 # --- 8b. any BaseException inside a run is a recorded failure ---------------------------------
@@ -527,3 +509,40 @@ def test_stats_file_finds_a_name_that_is_not_utf8(library: Path, db_path: Path) 
     assert "caf\\xe9.mkv" in shown.stdout
     inspected = invoke("--db", db_path, "inspect", latin1, "--format", "json")
     assert '"path": "' + f"{library}/caf\\\\xe9.mkv" in inspected.stdout
+
+
+# --- 10. a database that stops taking writes mid-batch stops the batch ---------------------------
+
+
+def test_a_full_disk_mid_batch_stops_before_the_next_file(small_disk: Path, library: Path) -> None:
+    """The disk holding the database fills up between two files: the batch stops before
+    touching the next one, every run so far is recorded, the rest is left as it was."""
+    from vpo.cli.process import _unwritable
+
+    db = small_disk / "library.db"
+    files = sorted(library.iterdir())
+    digests = {f: _sha(f) for f in files}
+    telemetry = build_telemetry(db)
+    store = LibraryStore(db)
+    try:
+        processor = FileProcessor(load_policy(CLEANUP), store, telemetry.tracer, telemetry.metrics)
+
+        started: list[Path] = []
+
+        def stop_check() -> str | None:
+            if len(started) == 2:
+                assert telemetry.flush() == []  # the first two runs are in the database
+                fill_disk(small_disk)
+            return telemetry.recording_problem() or _unwritable(db)
+
+        report = process_files(processor, files, on_start=started.append, stop_check=stop_check)
+    finally:
+        store.close()
+        (small_disk / "filler").unlink()
+        telemetry.shutdown()
+    assert report.stopped_early and report.not_started == len(files) - 2
+    assert "The disk holding" in (report.stop_reason or "")
+    assert [r.path for r in report.runs] == files[:2]
+    assert len(_runs(db)) == 2
+    for untouched in files[2:]:
+        assert _sha(untouched) == digests[untouched]

@@ -185,13 +185,27 @@ def _run(
                         stop_on_failure=policy.config.on_error == "fail",
                         on_start=progress.started,
                         on_result=progress.finished,
-                        stop_check=telemetry.recording_problem,
+                        stop_check=lambda: (
+                            telemetry.recording_problem() or _unwritable(store.db_path)
+                        ),
                     )
         except RecordingProblemsError as exc:
             return report, exc  # the summary still says what the batch did
         return report, None
     finally:
         store.close()
+
+
+def _unwritable(db_path: Path) -> str | None:
+    """Why the database cannot take a run's rows now (checked before each file), or None."""
+    from vpo.db.connection import check_writable
+    from vpo.errors import DatabaseError
+
+    try:
+        check_writable(db_path)
+    except DatabaseError as exc:
+        return exc.message
+    return None
 
 
 def _summary(report: "BatchReport") -> None:

@@ -584,22 +584,3 @@ V5_ACTION_TOOL_CALLS = """
 ALTER TABLE action_results ADD COLUMN tool TEXT;
 ALTER TABLE action_results ADD COLUMN tool_call INTEGER CHECK (tool_call IS NULL OR tool_call >= 1);
 """
-
-
-# The marker store (`<database>.runs`, see vpo.db.interrupted): runs in progress. A file
-# of its own so that marking a run never waits for the statistics writer's lock.
-MARKERS = """
-CREATE TABLE IF NOT EXISTS runs_in_progress (
-    stats_id     TEXT PRIMARY KEY,
-    file_id      INTEGER,
-    file_path    TEXT,
-    policy_name  TEXT NOT NULL,
-    started_at   TEXT NOT NULL,
-    last_seen_at TEXT NOT NULL,
-    trace_id     TEXT,
-    host         TEXT NOT NULL,
-    pid          INTEGER NOT NULL,
-    pid_started  TEXT,
-    attributes   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(attributes))
-);
-"""

@@ -33,7 +33,7 @@ from vpo.executor.safe_replace import clean_stale_work
 from vpo.media.identity import FileIdentity
 from vpo.media.probe import ProbeError, probe
 from vpo.media.tracks import MediaInfo, TrackType
-from vpo.ownership import FileClaimedError, claim
+from vpo.ownership import FileClaimedError, LocksFolderError, claim
 from vpo.pathnames import path_text
 from vpo.policy.planner import PhasePlan, Plan, PlannedAction, plan
 from vpo.policy.schema import Policy
@@ -104,6 +104,8 @@ class FileProcessor:
                 return run.execute()
         except FileClaimedError as exc:
             return RunResult.skip(resolved, exc.message)
+        except LocksFolderError as exc:  # the library's own folder refuses writes
+            raise RecordingError(exc.message) from exc
         except FileNotFoundError:
             return RunResult.skip(resolved, "no longer exists (moved or deleted)")
 
