@@ -197,12 +197,14 @@ def _run(
 
 
 def _unwritable(db_path: Path) -> str | None:
-    """Why the database cannot take a run's rows now (checked before each file), or None."""
+    """Why the database cannot take a run's rows now (checked before each file, around
+    the files only: the batch began with a committed write, and the exporter reports a
+    write that fails since), or None."""
     from vpo.db.connection import check_writable
     from vpo.errors import DatabaseError
 
     try:
-        check_writable(db_path)
+        check_writable(db_path, commit=False)
     except DatabaseError as exc:
         return exc.message
     return None

@@ -90,14 +90,20 @@ def open_database(
     return conn
 
 
-def check_writable(db_path: str | os.PathLike[str], conn: sqlite3.Connection | None = None) -> None:
+def check_writable(
+    db_path: str | os.PathLike[str],
+    conn: sqlite3.Connection | None = None,
+    *,
+    commit: bool = True,
+) -> None:
     """Prove that a run could be recorded now; raise DatabaseError naming the cause if not.
 
     Called before any media file is touched, so that a run never changes a file it cannot
     record. Checks that the folder, the database, its journal files and the run-markers
     file are writable and the disk has room, then commits a real write (the schema
     version rewritten as it is) through `conn`, or a connection of its own when None.
-    `conn` must be in autocommit mode and outside a transaction.
+    `conn` must be in autocommit mode and outside a transaction. Without `commit`, only
+    the checks around the files are made (cheap enough to repeat before every file).
     """
     path = Path(db_path)
     if not path.is_file():  # open_database creates it: call this after
@@ -105,6 +111,8 @@ def check_writable(db_path: str | os.PathLike[str], conn: sqlite3.Connection | N
     problem = _permission_problem(path) or _space_problem(path, None)
     if problem:
         raise DatabaseError(problem)
+    if not commit:
+        return
     own = conn is None
     try:
         if conn is None:

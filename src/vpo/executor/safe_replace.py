@@ -70,7 +70,8 @@ class TemporaryOutput:
 def stale_temporaries(directory: Path) -> list[Path]:
     """Temporary files in `directory` that no running VPO holds."""
     try:
-        entries = sorted(directory.iterdir())
+        # Only hidden names can be ours: a big folder is listed, not sorted whole.
+        entries = sorted(e for e in directory.iterdir() if e.name.startswith("."))
     except OSError:
         return []
     return [

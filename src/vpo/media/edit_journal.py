@@ -293,7 +293,8 @@ def begin(target: Path, original_hash: str | None = None) -> EditJournal | None:
 def find_stale(directory: Path) -> list[Path]:
     """Journals in `directory` that no running process holds (interrupted edits)."""
     try:
-        entries = sorted(directory.iterdir())
+        # Only hidden names can be ours: a big folder is listed, not sorted whole.
+        entries = sorted(e for e in directory.iterdir() if e.name.startswith("."))
     except OSError:
         return []
     return [e for e in entries if _JOURNAL.match(e.name) and not is_locked(e)]
