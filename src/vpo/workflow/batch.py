@@ -7,6 +7,7 @@ when runs can no longer be recorded (a file must never change without its record
 when the user interrupts it.
 """
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from vpo.workflow.library_store import RecordingError
 from vpo.workflow.processor import FileProcessor, RunResult
+
+log = logging.getLogger(__name__)
 
 StopCheck = Callable[[], str | None]  # a reason to stop before the next file, or None
 
@@ -76,6 +79,7 @@ def process_files(
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="vpo-run") as pool:
         running: set[Future[RunResult]] = set()
+        started: dict[Future[RunResult], Path] = {}
         while pending or running:
             while pending and len(running) < max(1, jobs) and not stop.is_set():
                 reason = _stop_reason(processor, stop_check)
@@ -85,7 +89,9 @@ def process_files(
                 path = pending.pop(0)
                 if on_start is not None:
                     on_start(path)
-                running.add(pool.submit(processor.process, path))
+                future = pool.submit(processor.process, path)
+                started[future] = path
+                running.add(future)
             if not running:
                 break
             done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -95,6 +101,11 @@ def process_files(
                 except RecordingError as exc:
                     stop_with(f"because runs cannot be recorded: {exc.message}")
                     continue
+                except Exception as exc:  # a bug: that file's entry, never the batch's end
+                    log.exception("processing %s failed unexpectedly", started[future])
+                    result = RunResult.skip(
+                        started[future], f"unexpected {type(exc).__name__}: {exc} (a bug)"
+                    )
                 report.results.append(result)
                 if on_result is not None:
                     on_result(result)

@@ -106,6 +106,10 @@ class FileProcessor:
             return RunResult.skip(resolved, exc.message)
         except LocksFolderError as exc:  # the library's own folder refuses writes
             raise RecordingError(exc.message) from exc
+        except RecordingError:
+            raise
+        except VpoError as exc:  # e.g. being written while VPO fingerprinted it
+            return RunResult.skip(resolved, exc.message)
         except FileNotFoundError:
             return RunResult.skip(resolved, "no longer exists (moved or deleted)")
 
@@ -169,6 +173,8 @@ class _Run:
             raise
         except OSError as exc:
             unreadable = _unreadable(self.path, exc)
+        except VpoError as exc:  # written to while being fingerprinted
+            unreadable = exc.message
         start_attributes: dict[str, Any] = {
             attr.STATS_ID: self.stats_id,
             attr.FILE_ID: self.file_id,
