@@ -113,3 +113,14 @@ def test_missing_policy_file(tmp_path: Path) -> None:
 )
 def test_the_example_policies_are_valid(policy: Path) -> None:
     assert load_policy(policy).name == policy.stem
+
+
+def test_crf_beyond_what_x264_and_x265_take_is_refused_at_load() -> None:
+    """Not inside ffmpeg, mid-batch: x264/x265 stop at 51, AV1 and VP9 go to 63."""
+    phases = "phases:\n  - name: t\n    transcode: {{video: {{to: {codec}, crf: {crf}}}}}\n"
+    for codec in ("hevc", "h264"):
+        with pytest.raises(PolicyError) as caught:
+            parse_policy("schema_version: 1\nname: p\n" + phases.format(codec=codec, crf=52))
+        assert f"crf 52 is out of range for {codec} (0 to 51)" in str(caught.value)
+        parse_policy("schema_version: 1\nname: p\n" + phases.format(codec=codec, crf=51))
+    parse_policy("schema_version: 1\nname: p\n" + phases.format(codec="av1", crf=63))

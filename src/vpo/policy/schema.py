@@ -129,6 +129,9 @@ class SkipIf(_Strict):
     bitrate_under: Bitrate | None = None
 
 
+MAX_X26X_CRF = 51
+
+
 class VideoTranscode(_Strict):
     to: VideoCodec
     crf: int = Field(default=23, ge=0, le=63)
@@ -144,6 +147,13 @@ class VideoTranscode(_Strict):
         "veryslow",
     ] = "medium"
     skip_if: SkipIf | None = None
+
+    @model_validator(mode="after")
+    def _crf_in_the_encoders_range(self) -> "VideoTranscode":
+        """x264 and x265 stop at 51: a higher crf would fail only inside ffmpeg, mid-batch."""
+        if self.to in ("hevc", "h264") and self.crf > MAX_X26X_CRF:
+            raise ValueError(f"crf {self.crf} is out of range for {self.to} (0 to {MAX_X26X_CRF})")
+        return self
 
 
 class AudioTranscode(_Strict):
