@@ -139,9 +139,17 @@ def hold_lock(path: str | os.PathLike[str], create: bool = True) -> HeldLock | N
     locking, the path must still name the file we locked, else we try again.
     """
     target = Path(path)
-    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+    # An existing file is only locked (and perhaps deleted, which needs the folder, not
+    # the file, to be writable): read-only is enough, so a 0444 leftover is no obstacle.
+    access = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+    flags = access | os.O_CLOEXEC | os.O_NOFOLLOW
     for attempt in range(100):
-        fd = os.open(target, flags, 0o644)
+        try:
+            fd = os.open(target, flags, 0o644)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None  # another cleaner just removed it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -150,6 +158,12 @@ def hold_lock(path: str | os.PathLike[str], create: bool = True) -> HeldLock | N
                 time.sleep(BUSY_RETRY_SECONDS)
                 continue
             return None
+        except OSError:  # a filesystem without flock (ENOLCK): nothing left behind
+            os.close(fd)
+            if create:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            raise
         try:
             same = target.lstat().st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

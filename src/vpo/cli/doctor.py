@@ -78,9 +78,11 @@ def _left_over_work(db_path: Path, clean: bool) -> bool:
             for path in paths:
                 click.echo(f"  {path_text(path)}")
         return True
+    from vpo.ownership import claim
+
     click.echo(f"Left by interrupted runs: {count} file(s), cleaned:")
     for folder in found:
-        for sentence in clean_stale_work(folder):
+        for sentence in clean_stale_work(folder, lambda target: claim(db_path, target)):
             click.echo(f"  {path_text(folder)}: {sentence}")
     return any(find_stale_work(folder) for folder in found)
 

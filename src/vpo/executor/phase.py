@@ -336,7 +336,11 @@ def _verify_duration(
     if output.duration_seconds >= source.duration_seconds - DURATION_TOLERANCE_SECONDS:
         return
     streams = _stream_timing(Path(source.path))
-    kept = [streams.get(current[ts.original_index]) for ts in wanted]
+    kept = [  # attachments have no length of their own (ffprobe gives the container's)
+        streams.get(current[ts.original_index])
+        for ts in wanted
+        if ts.kind is not TrackType.ATTACHMENT
+    ]
     expected = source.duration_seconds
     if kept and all(k is not None and k[0] is not None for k in kept):
         expected = max(k[0] for k in kept if k is not None and k[0] is not None)
@@ -371,6 +375,8 @@ def _stream_timing(path: Path) -> dict[int, tuple[float | None, float | None]]:
         return {}
     timing = {}
     for stream in streams:
+        if stream.get("codec_type") not in ("video", "audio", "subtitle"):
+            continue  # attachments and data report the container's length, not their own
         tags = {str(k).upper(): v for k, v in (stream.get("tags") or {}).items()}
         duration = _seconds(stream.get("duration")) or _clock(tags.get("DURATION"))
         rate = _rate(stream.get("avg_frame_rate")) if stream.get("codec_type") == "video" else None

@@ -15,11 +15,13 @@ applied (`vpo.media.edit_journal`). Names fit 255 bytes whatever the original's 
 import contextlib
 import os
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from vpo.errors import VpoError
 from vpo.media import edit_journal
-from vpo.ownership import hold_lock, is_locked
+from vpo.ownership import FileClaimedError, hold_lock, is_locked
 
 # `.NAME.vpo-TOKEN.ext`; older VPOs put their PID before the token.
 _TEMP = re.compile(r"^\..*\.vpo-(?:\d+-)?[0-9a-f]{8}(?:\.[^.]*)?$", re.DOTALL)
@@ -89,20 +91,47 @@ def find_stale_work(directory: Path) -> list[Path]:
     return sorted([*stale_temporaries(directory), *edit_journal.find_stale(directory)])
 
 
-def clean_stale_work(directory: Path) -> list[str]:
+def clean_stale_work(
+    directory: Path, claim: Callable[[Path], AbstractContextManager[object]] | None = None
+) -> list[str]:
     """Undo interrupted in-place edits (from their journals) and delete stale temporary
-    files in `directory`; one sentence per thing done."""
+    files in `directory`; one sentence per thing done or not done.
+
+    `claim` takes the library's claim on a journal's file for the restore, so that no
+    run starts on the file while it is put back (a file claimed by a run is left to it).
+    """
     done = []
     for journal in edit_journal.find_stale(directory):
-        sentence = edit_journal.recover_journal(journal)
+        target = edit_journal.target_of(journal)
+        try:
+            with claim(target) if claim and target else contextlib.nullcontext():
+                sentence = edit_journal.recover_journal(journal)
+        except FileClaimedError:
+            continue  # the run that holds the file restores it itself
+        except (OSError, VpoError) as exc:
+            reason = exc.message if isinstance(exc, VpoError) else exc.strerror
+            sentence = f"cannot undo the interrupted edit in {journal.name}: {reason}"
         if sentence:
             done.append(sentence)
+    return done + remove_stale_temporaries(directory)
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Delete the temporary files in `directory` that nobody holds; a sentence each."""
+    done = []
     for path in stale_temporaries(directory):
-        held = hold_lock(path, create=False)  # taken, so no process can start using it
-        if held is None:
+        try:
+            held = hold_lock(path, create=False)  # taken, so no process can start using it
+            if held is None:
+                continue
+            size = os.fstat(held.fd).st_size
+            try:
+                path.unlink()
+            finally:
+                held.release()
+        except OSError as exc:
+            done.append(f"cannot remove {path.name}: {exc.strerror}")
             continue
-        size = os.fstat(held.fd).st_size
-        held.release(unlink=True)
         done.append(f"removed {path.name} ({size:,} bytes), left by an interrupted run")
     return done
 

@@ -300,6 +300,20 @@ def find_stale(directory: Path) -> list[Path]:
     return [e for e in entries if _JOURNAL.match(e.name) and not is_locked(e)]
 
 
+def target_of(journal: Path) -> Path | None:
+    """The file a journal was written for (None when its header cannot be read)."""
+    header = _peek_header(journal)
+    if header is None:
+        return None
+    return journal.with_name(os.fsdecode(bytes.fromhex(header["name"])))
+
+
+def stale_for(path: Path) -> list[Path]:
+    """The journals of `path` that nobody holds."""
+    path = Path(os.path.realpath(path))
+    return [j for j in find_stale(path.parent) if target_of(j) in (None, path)]
+
+
 def recover(path: Path, recorded_hash: str | None = None) -> str | None:
     """Restore `path` from a journal of it nobody holds (an interrupted in-place edit),
     delete the journal and say what was done; None when there is no such journal.

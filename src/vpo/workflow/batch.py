@@ -19,6 +19,7 @@ from vpo.workflow.processor import FileProcessor, RunResult
 
 log = logging.getLogger(__name__)
 
+WAKE_SECONDS = 0.2
 StopCheck = Callable[[], str | None]  # a reason to stop before the next file, or None
 
 
@@ -94,7 +95,10 @@ def process_files(
                 running.add(future)
             if not running:
                 break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+            # Woken a few times a second: a signal the kernel gave to another thread is
+            # handled (Python runs handlers in the main thread) within that, not only
+            # when the running file is done.
+            done, running = wait(running, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
             for future in done:
                 try:
                     result = future.result()

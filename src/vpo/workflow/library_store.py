@@ -79,6 +79,19 @@ class LibraryStore:
             ) from exc
         return file_id
 
+    def reconcile(self) -> None:
+        """Record the runs of VPO processes that died (see vpo.db.interrupted) now, not
+        only when the database is opened: before this process undoes what they left."""
+        from vpo.db.interrupted import reconcile_interrupted_runs
+
+        try:
+            with self._lock:
+                reconcile_interrupted_runs(self._conn, self.db_path)
+        except sqlite3.Error as exc:
+            raise RecordingError(
+                f"cannot record interrupted runs in {self.db_path}: {exc}"
+            ) from exc
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -13,6 +13,7 @@ statistics row — the exporter builds those from the spans.
 """
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -29,7 +30,8 @@ from vpo.errors import VpoError
 from vpo.executor.matroska import identify_json
 from vpo.executor.phase import TOOL_CALLS, PhaseExecutor, PhaseOutcome
 from vpo.executor.process import Cancellation
-from vpo.executor.safe_replace import clean_stale_work
+from vpo.executor.safe_replace import remove_stale_temporaries
+from vpo.media import edit_journal
 from vpo.media.identity import FileIdentity
 from vpo.media.probe import ProbeError, probe
 from vpo.media.tracks import MediaInfo, TrackType
@@ -40,6 +42,8 @@ from vpo.policy.schema import Policy
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.instruments import RunMetrics, RunOutcome
 from vpo.workflow.library_store import LibraryStore, RecordingError
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, float], None]  # (phase name, fraction of the phase done)
 
@@ -97,8 +101,7 @@ class FileProcessor:
             return RunResult.skip(resolved, f"not started: {self.cancellation.reason}")
         try:
             with claim(self.store.db_path, resolved):
-                # Left by a VPO that died mid-write: temporary files, in-place edit journals.
-                clean_stale_work(resolved.parent)
+                self._clean_up_after_dead_runs(resolved)
                 file_id, fresh = self._file_id(resolved)
                 run = _Run(self, resolved, file_id, str(uuid.uuid4()), on_progress, fresh)
                 return run.execute()
@@ -112,6 +115,17 @@ class FileProcessor:
             return RunResult.skip(resolved, exc.message)
         except FileNotFoundError:
             return RunResult.skip(resolved, "no longer exists (moved or deleted)")
+
+    def _clean_up_after_dead_runs(self, path: Path) -> None:
+        """What a VPO that died mid-write left: this file's edit journal (restored under
+        our claim, after the dead runs are recorded, so that an edit a dead run recorded
+        is kept), and stale temporary files in its folder."""
+        if edit_journal.stale_for(path):
+            self.store.reconcile()
+            sentence = edit_journal.recover(path)
+            if sentence:
+                log.warning("%s", sentence)
+        remove_stale_temporaries(path.parent)
 
     def _file_id(self, path: Path) -> tuple[int, MediaInfo | None]:
         """The file's id, scanning it first when it is new (that probe is then fresh)."""

@@ -23,6 +23,7 @@ from vpo.media.hashing import partial_hash
 from vpo.media.probe import ProbeError, probe
 from vpo.media.tools import require_tool
 from vpo.media.tracks import MediaInfo, Track, TrackType
+from vpo.ownership import claim
 from vpo.pathnames import path_from_text, path_text
 from vpo.timefmt import utc_now
 
@@ -119,6 +120,11 @@ def _real(path: Path) -> Path:
         return path
 
 
+def database_path(conn: sqlite3.Connection) -> Path:
+    """The file behind `conn` (claims live beside it)."""
+    return Path(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
 def folders_of(files: Iterable[Path]) -> list[Path]:
     return sorted({f.parent for f in files})
 
@@ -135,8 +141,9 @@ def scan_paths(
     files = discover(roots, extensions)
     require_tool("ffprobe")
     report = ScanReport()
+    db_path = database_path(conn)
     for folder in folders_of(files):  # what killed VPOs left: restored or removed
-        report.cleaned += clean_stale_work(folder)
+        report.cleaned += clean_stale_work(folder, lambda target: claim(db_path, target))
     candidates = list(_classify(conn, files, report))
     if progress is not None:
         progress.start(len(candidates) + len(report.failures))
