@@ -130,6 +130,9 @@ class PhaseExecutor:
             _verify_duration(media, outcome.media, wanted, current, output.path)
             self._check_cancelled()
             _check_unchanged(identity, path, "the result was discarded")
+            # Taken before the swap, which keeps inode, size and mtime: nothing may fail
+            # after it (the original is already replaced by then).
+            replaced = FileIdentity.of(output.path)
             output.commit()
         except BaseException:
             output.discard()
@@ -144,7 +147,7 @@ class PhaseExecutor:
             bytes_written=outcome.bytes_written,
             encoding_fps=outcome.encoding_fps,
             encoding_bitrate=outcome.encoding_bitrate,
-            identity=FileIdentity.of(path),
+            identity=replaced,
         )
 
     def _propedit(
