@@ -666,3 +666,41 @@ def test_dropping_the_longest_audio_of_a_file_with_fonts_is_not_a_cut(
     assert result.exit_code == 0, result.stdout + result.stderr
     (run,) = _runs(db_path)
     assert (run["success"], run["audio_tracks_removed"], run["attachments_after"]) == (1, 1, 1)
+
+
+def test_an_in_place_edit_whose_progress_cannot_be_marked_is_undone(
+    library: Path, db_path: Path, tmp_path: Path
+) -> None:
+    """With the run-markers file locked by someone else, a finished in-place edit could
+    not be told apart from no edit after a crash: it is undone, and the run says so."""
+    import sqlite3
+
+    from vpo.db.interrupted import marker_path
+    from vpo.media import edit_journal
+
+    anime = library / "anime-hevc.mkv"
+    original = _sha(anime)
+    flags = tmp_path / "flags.yaml"
+    flags.write_text(
+        "schema_version: 1\nname: flags\nconfig: {audio_languages: [eng]}\n"
+        "phases:\n  - name: f\n    default_flags: {audio: preferred}\n"
+    )
+    telemetry = build_telemetry(db_path)
+    store = LibraryStore(db_path)
+    blocker = sqlite3.connect(marker_path(db_path), isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # every marker write now times out
+        processor = FileProcessor(load_policy(flags), store, telemetry.tracer, telemetry.metrics)
+        result = processor.process(anime)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        store.close()
+        assert telemetry.shutdown() == []
+    assert not result.success
+    assert result.error is not None and result.error.startswith("the in-place edit was undone")
+    assert _sha(anime) == original
+    assert edit_journal.find_stale(library) == []
+    (run,) = _runs(db_path)
+    assert (run["success"], run["total_changes"], run["phases_completed"]) == (0, 0, 0)
+    assert run["size_after"] == run["size_before"]

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ from vpo.timefmt import format_ns
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 1.0  # how stale `last_seen_at` of a live run may get
+# Set by whoever ends a phase span (the workflow), to learn whether the phase's after
+# values reached the run's marker: an in-place edit whose record could not be marked is
+# undone rather than left on disk without a trace (docs/statistics.md).
+UNMARKED_PHASES: ContextVar[list[str] | None] = ContextVar("vpo_unmarked_phases", default=None)
 
 
 class RunMarkerProcessor(SpanProcessor):
@@ -64,7 +69,10 @@ class RunMarkerProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span.name == attr.PHASE and span.parent is not None:
             # The root now holds the after values of the phases completed so far.
-            self._refresh(span.parent.span_id, span.end_time or time.time_ns())
+            if not self._refresh(span.parent.span_id, span.end_time or time.time_ns()):
+                unmarked = UNMARKED_PHASES.get()
+                if unmarked is not None:
+                    unmarked.append(span.name)
         elif span.name == attr.PROCESS_FILE and span.context is not None:
             with self._lock:
                 self._live.pop(span.context.span_id, None)
@@ -106,20 +114,23 @@ class RunMarkerProcessor(SpanProcessor):
         )
         _guarded(stats_id, self.store.write, marker)
 
-    def _refresh(self, root_id: int, now_ns: int) -> None:
-        """Write the root's before and after values to its marker if they changed."""
+    def _refresh(self, root_id: int, now_ns: int) -> bool:
+        """Write the root's before and after values to its marker if they changed;
+        False when they could not be written (they are tried again next time)."""
         with self._lock:
             entry = self._live.get(root_id)
         if entry is None:
-            return
+            return True
         root, stats_id, written = entry
         current = _known_values(root.attributes or {})
         if current == written:
-            return
+            return True
+        if not _guarded(stats_id, self.store.touch, stats_id, format_ns(now_ns), current):
+            return False
         with self._lock:
             if root_id in self._live:
                 self._live[root_id] = (root, stats_id, current)
-        _guarded(stats_id, self.store.touch, stats_id, format_ns(now_ns), current)
+        return True
 
     def _ensure_heartbeat(self) -> None:
         if self._beat is not None or self._stop.is_set():
@@ -154,12 +165,14 @@ def _known_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return known
 
 
-def _guarded(stats_id: str, write: Callable[..., None], *args: Any) -> None:
+def _guarded(stats_id: str, write: Callable[..., None], *args: Any) -> bool:
     try:
         write(*args)
     except sqlite3.Error as exc:
         # The run itself is still exported at its end; only crash-safety is lost.
         log.warning("cannot mark run %s as in progress: %s", stats_id, exc)
+        return False
+    return True
 
 
 def _opt_int(value: object) -> int | None:

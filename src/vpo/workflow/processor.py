@@ -40,6 +40,7 @@ from vpo.pathnames import path_text
 from vpo.policy.planner import PhasePlan, Plan, PlannedAction, plan
 from vpo.policy.schema import Policy
 from vpo.telemetry import attributes as attr
+from vpo.telemetry.inflight import UNMARKED_PHASES
 from vpo.telemetry.instruments import RunMetrics, RunOutcome
 from vpo.workflow.library_store import LibraryStore, RecordingError
 
@@ -280,6 +281,30 @@ class _Run:
     def _run_phase(
         self, root: Span, phase: PhasePlan, media: MediaInfo, current: dict[int, int]
     ) -> PhaseOutcome:
+        before = (self.after, self.identity, self.size_after, self.completed, self.changes)
+        unmarked: list[str] = []
+        marking = UNMARKED_PHASES.set(unmarked)
+        try:
+            outcome = self._phase_span(root, phase, media, current)
+        finally:
+            UNMARKED_PHASES.reset(marking)
+        if unmarked and outcome.journal is not None:
+            # Its after values did not reach the run's marker: a kill now would leave an
+            # edit no record knows. Put the original back instead, and fail the run.
+            outcome.journal.restore()
+            outcome.settle()
+            self.after, self.identity, self.size_after, self.completed, self.changes = before
+            raise VpoError(
+                "the in-place edit was undone: its progress could not be marked in "
+                "the run-markers file (see the warning above), so a crash could not be "
+                "recorded truly"
+            )
+        outcome.settle()  # an in-place edit's journal goes only once the phase is recorded
+        return outcome
+
+    def _phase_span(
+        self, root: Span, phase: PhasePlan, media: MediaInfo, current: dict[int, int]
+    ) -> PhaseOutcome:
         tracer, metrics = self.p.tracer, self.p.metrics
         with tracer.start_as_current_span(
             attr.PHASE,
@@ -369,7 +394,6 @@ class _Run:
             )
             if outcome.encoding_fps is not None and self.plan and self.plan.video_target_codec:
                 metrics.transcode_finished(self.plan.video_target_codec, outcome.encoding_fps)
-        outcome.settle()  # an in-place edit's journal goes only once the phase is recorded
         return outcome
 
     def _running_after(self) -> dict[str, Any]:
