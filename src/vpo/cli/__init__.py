@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "process": "vpo.cli.process:process",
     "samples": "vpo.cli.samples:samples",
     "scan": "vpo.cli.scan:scan",
+    "serve": "vpo.cli.serve:serve",
     "stats": "vpo.cli.stats:stats",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")

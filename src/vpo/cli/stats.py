@@ -84,7 +84,7 @@ def policy(
     output_format: str,
 ) -> None:
     """One row per policy, or NAME in detail."""
-    from vpo.db.aggregates import policy_stats
+    from vpo.db.aggregates import policies_answer, policy_stats
 
     _check_window(since, until)
     conn = app.connect_existing()
@@ -97,10 +97,11 @@ def policy(
         if name is not None:
             raise NoStatisticsError(f"No runs recorded for the policy {name!r}{window}.")
         raise NoStatisticsError(f"No processing runs recorded{window}.")
-    dicts = [r.to_dict() for r in rows]
+    listed = policies_answer(rows)
+    dicts = listed["policies"]
     _emit(
         output_format,
-        dicts[0] if name else {"policies": dicts},
+        dicts[0] if name else listed,
         dicts,
         lambda tables: tables.print_policy(rows[0]) if name else tables.print_policies(rows),
     )
@@ -117,7 +118,7 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
 
     Given a folder, the runs of every library file under it, newest first.
     """
-    from vpo.db.history import count_files_under, file_history, find_file
+    from vpo.db.history import count_files_under, file_runs
     from vpo.pathnames import path_text
 
     conn = app.connect_existing()
@@ -126,7 +127,7 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
         reference = (
             file_ref if file_ref.isdigit() else path_text(Path(file_ref).expanduser().resolve())
         )
-        found = find_file(conn, reference)
+        found = file_runs(conn, reference, limit)
         if found is None:
             if file_ref.isdigit():
                 raise PathNotFoundError(f"No file with id {file_ref} in the library.")
@@ -135,18 +136,16 @@ def file(app: AppContext, file_ref: str, limit: int, output_format: str) -> None
                 _folder(conn, reference, files, limit, output_format)
                 return
             raise PathNotFoundError(f"{reference} is not in the library (scan or process it).")
-        file_id, path = found
-        history = file_history(conn, file_id, limit)
     finally:
         conn.close()
-    if not history:
-        raise NoStatisticsError(f"{path} (file {file_id}) has no recorded runs.")
-    items = [run.to_dict() for run in history]
+    if not found.history:
+        raise NoStatisticsError(f"{found.file_path} (file {found.file_id}) has no recorded runs.")
+    data = found.to_dict()
     _emit(
         output_format,
-        {"file_id": file_id, "file_path": path, "history": items},
-        items,
-        lambda tables: tables.print_file_history(file_id, path, history),
+        data,
+        data["history"],
+        lambda tables: tables.print_file_history(found.file_id, found.file_path, found.history),
     )
 
 
@@ -199,7 +198,7 @@ def detail(
 @click.pass_obj
 def recent(app: AppContext, limit: int, failed: bool, output_format: str) -> None:
     """The latest runs across the library, newest first."""
-    from vpo.db.history import recent_runs
+    from vpo.db.history import recent_runs, runs_answer
 
     conn = app.connect_existing()
     try:
@@ -208,8 +207,8 @@ def recent(app: AppContext, limit: int, failed: bool, output_format: str) -> Non
         conn.close()
     if not runs:
         raise NoStatisticsError("No failed runs recorded." if failed else "No runs recorded.")
-    items = [run.to_dict() for run in runs]
-    _emit(output_format, {"items": items}, items, lambda tables: tables.print_recent(runs))
+    answer = runs_answer(runs)
+    _emit(output_format, answer, answer["items"], lambda tables: tables.print_recent(runs))
 
 
 @stats.command(short_help="Delete recorded runs (asks first).")

@@ -370,6 +370,11 @@ def policy_stats(
     return rows
 
 
+def policies_answer(rows: list[PolicyStats]) -> dict[str, Any]:
+    """`{"policies": [...]}`: as `vpo stats policy` and GET /api/stats/policies give them."""
+    return {"policies": [row.to_dict() for row in rows]}
+
+
 def _policy_row(name: str, totals: Totals, first: str | None, last: str | None) -> PolicyStats:
     return PolicyStats(
         policy_name=name,
@@ -423,6 +428,11 @@ def trends(
         )
         for key, t in sorted(grouped.items())
     ]
+
+
+def trends_answer(buckets: list[TrendBucket], bucket: str) -> dict[str, Any]:
+    """`{"bucket": "day", "trends": [...]}`: GET /api/stats/trends."""
+    return {"bucket": bucket, "trends": [b.to_dict() for b in buckets]}
 
 
 def _trend_key(day: str, bucket: str) -> str:

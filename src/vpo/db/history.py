@@ -15,6 +15,7 @@ from vpo.errors import InvalidInputError, NoStatisticsError
 
 RUN_ID_PREFIX_MIN = 4  # hex digits: shorter prefixes match too many runs to be useful
 CANDIDATES_SHOWN = 10
+SQLITE_MAX_INTEGER = 2**63 - 1
 _HEX = frozenset("0123456789abcdef")
 _DASHES_AFTER = (8, 12, 16, 20)  # a UUID's hex digits before each dash
 
@@ -51,6 +52,34 @@ class RunItem:
         return tidy(asdict(self))
 
 
+@dataclass(frozen=True)
+class FileHistory:
+    """One file's runs: `vpo stats file ID --format json` and GET /api/stats/files/{id}."""
+
+    file_id: int
+    file_path: str
+    history: list[RunItem]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file_id": self.file_id,
+            "file_path": self.file_path,
+            "history": [run.to_dict() for run in self.history],
+        }
+
+
+def file_runs(
+    conn: sqlite3.Connection, id_or_path: str, limit: int | None = None
+) -> FileHistory | None:
+    """The runs of the file given by id (digits) or absolute path, newest first; None when
+    the library does not know the file."""
+    found = find_file(conn, id_or_path)
+    if found is None:
+        return None
+    file_id, path = found
+    return FileHistory(file_id, path, file_history(conn, file_id, limit))
+
+
 def file_history(conn: sqlite3.Connection, file_id: int, limit: int | None = None) -> list[RunItem]:
     """The runs of one file, newest first."""
     rows = conn.execute(
@@ -73,6 +102,11 @@ def recent_runs(
             (int(success), limit),
         )
     return [RunItem.from_row(row) for row in rows]
+
+
+def runs_answer(runs: list[RunItem]) -> dict[str, Any]:
+    """`{"items": [...]}`: the recent runs as `vpo stats recent` and the API give them."""
+    return {"items": [run.to_dict() for run in runs]}
 
 
 def run_detail(conn: sqlite3.Connection, stats_id: str) -> dict[str, Any] | None:
@@ -204,7 +238,10 @@ def folder_history(
 def find_file(conn: sqlite3.Connection, id_or_path: str) -> tuple[int, str] | None:
     """The id and path of a file given as a `files.id` (digits) or an absolute path."""
     if id_or_path.isdigit():
-        row = conn.execute("SELECT id, path FROM files WHERE id = ?", (int(id_or_path),))
+        file_id = int(id_or_path)
+        if file_id > SQLITE_MAX_INTEGER:  # no such row, and SQLite cannot take the number
+            return None
+        row = conn.execute("SELECT id, path FROM files WHERE id = ?", (file_id,))
     else:
         row = conn.execute("SELECT id, path FROM files WHERE path = ?", (id_or_path,))
     found = row.fetchone()

@@ -1,0 +1,213 @@
+"""GET /api/stats/…: the answers of `vpo stats … --format json`, from the same view
+functions (vpo.db.aggregates, vpo.db.history), over HTTP (docs/cli.md, `vpo serve`).
+
+Parameters are checked before any database work; each view runs in the read pool.
+"""
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from vpo.db import aggregates, history
+from vpo.server.db import ReadPool
+from vpo.server.errors import ApiError
+from vpo.timefmt import parse_when
+
+POOL: web.AppKey[ReadPool] = web.AppKey("pool", ReadPool)
+
+MAX_LIMIT = 100
+MAX_RUN_ID = 64  # characters; longer is no id (and is not quoted back)
+POLICY_SORTS = ("policy_name", "files_processed", "total_size_saved", "last_used")
+ORDERS = {"asc": False, "desc": True}
+TRUE = ("1", "true", "yes")
+FALSE = ("0", "false", "no")
+
+routes = web.RouteTableDef()
+
+
+# -- parameters ---------------------------------------------------------------------------
+
+
+def _params(request: web.Request, allowed: Iterable[str]) -> dict[str, str]:
+    """The query's parameters (first value of each), refusing names the route lacks so a
+    typo is not silently ignored; empty values count as not given."""
+    names = tuple(allowed)
+    for name in request.query:
+        if name not in names:
+            takes = ", ".join(names) if names else "no parameters"
+            raise ApiError(400, f"Unknown parameter {name[:40]!r}; this endpoint takes {takes}.")
+    return {name: request.query[name] for name in names if request.query.get(name, "") != ""}
+
+
+def _window(params: dict[str, str]) -> tuple[datetime | None, datetime | None]:
+    """`since` and `until` parsed as `--since` and `--until` are (a bare `until` date
+    includes its day)."""
+    since = _date(params, "since", end_of_day=False)
+    until = _date(params, "until", end_of_day=True)
+    if since is not None and until is not None and since >= until:
+        raise ApiError(400, "since must be earlier than until.")
+    return since, until
+
+
+def _date(params: dict[str, str], name: str, *, end_of_day: bool) -> datetime | None:
+    if name not in params:
+        return None
+    try:
+        return parse_when(params[name], end_of_day=end_of_day)
+    except ValueError as exc:
+        raise ApiError(400, f"{name}: {exc}.") from None
+
+
+def _limit(params: dict[str, str], default: int) -> int:
+    text = params.get("limit")
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+    return int(text)
+
+
+def _choice(params: dict[str, str], name: str, choices: Iterable[str], default: str) -> str:
+    value = params.get(name, default)
+    options = tuple(choices)
+    if value not in options:
+        raise ApiError(400, f"{name} must be one of {', '.join(options)}.")
+    return value
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    value = params.get(name, "false").lower()
+    if value not in TRUE + FALSE:
+        raise ApiError(400, f"{name} must be true or false.")
+    return value in TRUE
+
+
+async def _read(request: web.Request, fn: Any, *args: object) -> Any:
+    return await request.app[POOL].read(fn, *args)
+
+
+# -- views (each runs in a pool thread with that thread's connection) -----------------------
+
+
+def _summary(conn: sqlite3.Connection, since: datetime | None, until: datetime | None) -> Any:
+    return aggregates.summary(conn, since, until).to_dict()
+
+
+def _policies(
+    conn: sqlite3.Connection,
+    since: datetime | None,
+    until: datetime | None,
+    sort: str,
+    descending: bool | None,
+) -> Any:
+    rows = aggregates.policy_stats(conn, since, until, sort=sort, descending=descending)
+    return aggregates.policies_answer(rows)
+
+
+def _policy(
+    conn: sqlite3.Connection, name: str, since: datetime | None, until: datetime | None
+) -> Any:
+    rows = aggregates.policy_stats(conn, since, until, policy=name)
+    return rows[0].to_dict() if rows else None
+
+
+def _file(conn: sqlite3.Connection, file_id: str, limit: int) -> Any:
+    found = history.file_runs(conn, file_id, limit)
+    return None if found is None else found.to_dict()
+
+
+def _recent(conn: sqlite3.Connection, limit: int, success_only: bool) -> Any:
+    runs = history.recent_runs(conn, limit, success=True if success_only else None)
+    return history.runs_answer(runs)
+
+
+def _trends(
+    conn: sqlite3.Connection, since: datetime | None, until: datetime | None, bucket: str
+) -> Any:
+    return aggregates.trends_answer(aggregates.trends(conn, since, until, bucket), bucket)
+
+
+def _detail(conn: sqlite3.Connection, reference: str) -> Any:
+    """The run `reference` names (full id or unique prefix), as `vpo stats detail`."""
+    try:
+        run = history.run_detail(conn, history.resolve_run_id(conn, reference))
+    except history.AmbiguousRunIdError as exc:
+        raise ApiError(
+            409,
+            f"The run id {exc.reference[:40]!r} is ambiguous: several runs start with it "
+            "(see candidates).",
+            candidates=[run.to_dict() for run in exc.candidates],
+        ) from None
+    if run is None:  # purged between the two reads
+        raise ApiError(404, f"No run with id {reference!r} is recorded.")
+    return run
+
+
+# -- routes (fixed paths before /api/stats/{stats_id}) ----------------------------------------
+
+
+@routes.get("/api/stats/summary")
+async def summary(request: web.Request) -> web.Response:
+    since, until = _window(_params(request, ("since", "until")))
+    return web.json_response(await _read(request, _summary, since, until))
+
+
+@routes.get("/api/stats/policies")
+async def policies(request: web.Request) -> web.Response:
+    params = _params(request, ("since", "until", "sort", "order"))
+    since, until = _window(params)
+    sort = _choice(params, "sort", POLICY_SORTS, "files_processed")
+    order = params.get("order")
+    descending = None if order is None else ORDERS[_choice(params, "order", ORDERS, "desc")]
+    return web.json_response(await _read(request, _policies, since, until, sort, descending))
+
+
+@routes.get("/api/stats/policies/{name}")
+async def policy(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    since, until = _window(_params(request, ("since", "until")))
+    found = await _read(request, _policy, name, since, until)
+    if found is None:
+        raise ApiError(404, f"No runs recorded for the policy {name[:80]!r} in this window.")
+    return web.json_response(found)
+
+
+@routes.get("/api/stats/files/{file_id}")
+async def file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    limit = _limit(_params(request, ("limit",)), 20)
+    if not (file_id.isascii() and file_id.isdigit()):
+        raise ApiError(400, "A file id is a whole number (the files.id of the library).")
+    found = await _read(request, _file, file_id, limit)
+    if found is None:
+        raise ApiError(404, f"No file with id {file_id[:40]} in the library.")
+    return web.json_response(found)
+
+
+@routes.get("/api/stats/recent")
+async def recent(request: web.Request) -> web.Response:
+    params = _params(request, ("limit", "success_only"))
+    limit = _limit(params, 10)
+    success_only = _flag(params, "success_only")
+    return web.json_response(await _read(request, _recent, limit, success_only))
+
+
+@routes.get("/api/stats/trends")
+async def trends(request: web.Request) -> web.Response:
+    params = _params(request, ("since", "until", "bucket"))
+    since, until = _window(params)
+    bucket = _choice(params, "bucket", aggregates.TREND_BUCKETS, "day")
+    return web.json_response(await _read(request, _trends, since, until, bucket))
+
+
+@routes.get("/api/stats/{stats_id}")
+async def detail(request: web.Request) -> web.Response:
+    _params(request, ())
+    reference = request.match_info["stats_id"]
+    if len(reference) > MAX_RUN_ID:
+        raise ApiError(400, "That is not a run id: a run id has 32 hex digits and 4 dashes.")
+    history.run_id_prefix(reference)  # a malformed id is a 400 before any database work
+    return web.json_response(await _read(request, _detail, reference))

@@ -1,0 +1,78 @@
+"""The aiohttp application of `vpo serve`: the statistics API, `/healthz` and `/metrics`
+(docs/cli.md, `vpo serve`; the metric names are those of docs/metrics.md)."""
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from vpo.server import api
+from vpo.server.db import ReadPool, check_readable
+from vpo.server.errors import error_response, json_errors
+from vpo.telemetry.collector import LibraryCollector
+from vpo.telemetry.serving import render_metrics
+
+if TYPE_CHECKING:
+    from vpo.telemetry.setup import Telemetry
+
+log = logging.getLogger(__name__)
+
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+DB_PATH: web.AppKey[Path] = web.AppKey("db_path", Path)
+MAX_BODY_BYTES = 64 * 1024  # the read-only API takes no bodies; bounded all the same
+
+
+def make_app(
+    db_path: str | Path, telemetry: "Telemetry | None" = None, read_threads: int = 4
+) -> web.Application:
+    """The application reading `db_path` (which must exist: `vpo serve` creates and
+    upgrades it first). `/metrics` serves `telemetry`'s registry — its live instruments
+    and library collector — or, without one, a library collector alone."""
+    path = Path(db_path)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    pool = ReadPool(path, read_threads)
+    app[api.POOL] = pool
+    app[DB_PATH] = path
+    if telemetry is not None:
+        app[REGISTRY] = telemetry.registry
+    else:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(LibraryCollector(path))
+        app[REGISTRY] = registry
+    app.add_routes(api.routes)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+    async def close_pool(_app: web.Application) -> None:
+        pool.close()
+
+    app.on_cleanup.append(close_pool)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 `{"status": "ok", "db": "ok"}` while the statistics can be read, else 503."""
+    try:
+        await request.app[api.POOL].run(check_readable, request.app[DB_PATH])
+    except sqlite3.Error as exc:
+        log.warning("health check: the database cannot be read: %s", exc)
+        return error_response(
+            503,
+            f"The database cannot be read: {exc}.",
+            extra={"status": "error", "db": "unreadable"},
+        )
+    return web.json_response({"status": "ok", "db": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus exposition (OpenMetrics when the scraper asks for it). Collecting
+    reads the database, so it runs in the pool, never on the loop."""
+    registry = request.app[REGISTRY]
+    accept = request.headers.get("Accept")
+    body, content_type = await request.app[api.POOL].run(render_metrics, registry, accept)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response

@@ -1,0 +1,388 @@
+"""`vpo serve` as a real process on a loopback port, against a database filled by real
+processing of the sample media: every endpoint answers what `vpo stats … --format json`
+prints for the same question, errors are JSON with the right status, /healthz and
+/metrics (parsed, and `promtool check metrics` clean), and SIGTERM stops it with exit 0."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import database_with_files, invoke, query
+from tests.recorded import EPOCH, RunSpec, days, record
+from vpo.db import open_database, transaction
+from vpo.db.aggregates import trends
+from vpo.db.stats import insert_run
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
+START_TIMEOUT = 20.0
+ANY_HOST = "0.0.0.0"  # noqa: S104 - the warning for it is what is tested
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+    db: Path
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, Any, str]:
+        """Status, parsed JSON (None when not JSON) and raw text of one request."""
+        request = urllib.request.Request(self.url + path, method=method)  # noqa: S310 - http
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                status, body = response.status, response.read().decode()
+                content_type = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode()
+            content_type = exc.headers.get("Content-Type", "")
+        data = json.loads(body) if content_type.startswith("application/json") else None
+        return status, data, body
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=10)
+
+
+def start_server(db: Path, cwd: Path) -> Server:
+    """`vpo serve --port 0` in `cwd`; the address is read from its "Serving on" line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vpo", "--db", str(db), "serve", "--port", "0"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        found = re.match(r"Serving on (http://\S+)", line)
+        if found:
+            return Server(process, found.group(1), db)
+    process.kill()
+    raise AssertionError(f"vpo serve did not start: {process.stderr.read()}")
+
+
+def cli_json(db: Path, *args: str) -> Any:
+    result = invoke("--db", db, "stats", *args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sample media made and processed by two policies with the real tools."""
+    folder = tmp_path_factory.mktemp("served")
+    library, db = folder / "library", folder / "vpo.db"
+    assert invoke("samples", "make", library).exit_code == 0
+    for policy in ("cleanup-organize.yaml", "language-cleanup.yaml"):
+        result = invoke("--db", db, "process", "--policy", EXAMPLES / policy, library)
+        assert result.exit_code == 0, result.output
+    return db
+
+
+@pytest.fixture(scope="module")
+def server(processed: Path) -> Iterator[Server]:
+    served = start_server(processed, processed.parent)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> Iterator[Server]:
+    """A server over two recorded runs whose ids share the prefix `abcdef12`."""
+    db = database_with_files(tmp_path / "vpo.db")
+    conn = open_database(db)
+    try:
+        with transaction(conn):
+            for n, suffix in enumerate(
+                ("0000-4000-8000-000000000001", "1111-4000-8000-000000000002")
+            ):
+                run = replace(record(RunSpec(EPOCH + days(n))), id=f"abcdef12-{suffix}")
+                insert_run(conn, run)
+    finally:
+        conn.close()
+    served = start_server(db, tmp_path)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def ok(server: Server, path: str) -> Any:
+    status, data, body = server.get(path)
+    assert status == 200, body
+    return data
+
+
+# -- the same answers as the command line ----------------------------------------------------
+
+
+def _rolling_unstamped(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with the rolling periods' start moments left out: `7d` starts seven
+    days before the moment of the question, which differs between two questions."""
+    rolling = [{k: v for k, v in r.items() if k != "since"} for r in summary["rolling"]]
+    return {**summary, "rolling": rolling}
+
+
+def test_summary_equals_the_cli(server: Server) -> None:
+    assert _rolling_unstamped(ok(server, "/api/stats/summary")) == _rolling_unstamped(
+        cli_json(server.db, "summary")
+    )
+    window = ("2026-01-01", "2099-12-31")
+    assert ok(server, f"/api/stats/summary?since={window[0]}&until={window[1]}") == cli_json(
+        server.db, "summary", "--since", window[0], "--until", window[1]
+    )
+    assert ok(server, "/api/stats/summary")["total_files_processed"] == 10
+
+
+def test_policies_and_one_policy_equal_the_cli(server: Server) -> None:
+    listed = ok(server, "/api/stats/policies")
+    assert listed == cli_json(server.db, "policy")
+    assert {p["policy_name"] for p in listed["policies"]} == {
+        "cleanup-organize",
+        "language-cleanup",
+    }
+    by_saved = ok(server, "/api/stats/policies?sort=total_size_saved")
+    assert by_saved == cli_json(server.db, "policy", "--sort", "savings")
+    ascending = ok(server, "/api/stats/policies?sort=total_size_saved&order=asc")
+    assert ascending["policies"] == list(reversed(by_saved["policies"]))
+    names = [
+        p["policy_name"] for p in ok(server, "/api/stats/policies?sort=policy_name")["policies"]
+    ]
+    assert names == sorted(names)
+    for name in names:
+        assert ok(server, f"/api/stats/policies/{name}") == cli_json(server.db, "policy", name)
+
+
+def test_file_recent_and_detail_equal_the_cli(server: Server) -> None:
+    assert ok(server, "/api/stats/files/1") == cli_json(server.db, "file", "1")
+    assert ok(server, "/api/stats/files/2?limit=1") == cli_json(
+        server.db, "file", "2", "--limit", "1"
+    )
+    recent = ok(server, "/api/stats/recent?limit=7")
+    assert recent == cli_json(server.db, "recent", "--limit", "7")
+    assert ok(server, "/api/stats/recent") == cli_json(server.db, "recent")
+    successes = ok(server, "/api/stats/recent?limit=100&success_only=true")["items"]
+    assert successes and all(run["success"] for run in successes)
+    for run in recent["items"][:3]:
+        stats_id = run["stats_id"]
+        expected = cli_json(server.db, "detail", stats_id)
+        assert ok(server, f"/api/stats/{stats_id}") == expected
+        assert ok(server, f"/api/stats/{stats_id[:8]}") == expected
+        assert isinstance(expected["action_results"], list)
+
+
+def test_trends_add_up_to_the_summary(server: Server) -> None:
+    conn = open_database(server.db)
+    try:
+        expected = [bucket.to_dict() for bucket in trends(conn, bucket="week")]
+    finally:
+        conn.close()
+    answer = ok(server, "/api/stats/trends?bucket=week")
+    assert answer == {"bucket": "week", "trends": expected}
+    daily = ok(server, "/api/stats/trends")["trends"]
+    assert (
+        sum(b["runs"] for b in daily) == ok(server, "/api/stats/summary")["total_files_processed"]
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/stats/summary?since=yesterday", 400),
+        ("/api/stats/summary?since=2026-02-01&until=2026-01-01", 400),
+        ("/api/stats/recent?limit=0", 400),
+        ("/api/stats/recent?limit=101", 400),
+        ("/api/stats/recent?limit=ten", 400),
+        ("/api/stats/recent?success_only=maybe", 400),
+        ("/api/stats/files/1?limit=101", 400),
+        ("/api/stats/files/abc", 400),
+        ("/api/stats/trends?bucket=year", 400),
+        ("/api/stats/policies?sort=size", 400),
+        ("/api/stats/policies?order=up", 400),
+        ("/api/stats/summary?sinse=7d", 400),
+        ("/api/stats/not-a-run-id", 400),
+        ("/api/stats/ab", 400),
+        ("/api/stats/" + "a" * 200, 400),
+        ("/api/stats/policies/no-such-policy", 404),
+        ("/api/stats/files/9999", 404),
+        ("/api/stats/files/99999999999999999999999", 404),
+        ("/api/stats/00000000-0000-4000-8000-000000000000", 404),
+        ("/api/stats/0000", 404),
+        ("/no/such/page", 404),
+        ("/api/stats/summary?x=" + "a" * 5000, 414),
+        ("/api/stats/summary?x=" + "a" * 50000, 414),
+    ],
+)
+def test_errors_are_one_json_sentence(server: Server, path: str, status: int) -> None:
+    got, data, body = server.get(path)
+    assert got == status, body
+    assert isinstance(data, dict) and set(data) == {"error"}, body
+    assert data["error"].endswith(".") and "Traceback" not in body
+
+
+@pytest.mark.parametrize("path", ["/api/stats/summary", "/healthz", "/metrics"])
+def test_wrong_method_is_405_in_json(server: Server, path: str) -> None:
+    for method in ("POST", "DELETE", "PUT"):
+        status, data, body = server.get(path, method=method)
+        assert status == 405, body
+        assert data is not None and "GET" in data["error"]
+
+
+def test_an_ambiguous_prefix_is_409_with_the_candidates(synthetic: Server) -> None:
+    status, data, body = synthetic.get("/api/stats/abcdef12")
+    assert status == 409, body
+    assert sorted(c["stats_id"] for c in data["candidates"]) == [
+        "abcdef12-0000-4000-8000-000000000001",
+        "abcdef12-1111-4000-8000-000000000002",
+    ]
+    assert "ambiguous" in data["error"]
+    unique = ok(synthetic, "/api/stats/abcdef12-1")
+    assert unique["stats_id"] == "abcdef12-1111-4000-8000-000000000002"
+
+
+# -- health, metrics, lifecycle ----------------------------------------------------------------
+
+
+def test_healthz(server: Server) -> None:
+    assert ok(server, "/healthz") == {"status": "ok", "db": "ok"}
+
+
+def test_healthz_is_503_while_the_database_cannot_be_read(synthetic: Server) -> None:
+    assert ok(synthetic, "/healthz") == {"status": "ok", "db": "ok"}
+    aside = synthetic.db.with_name("aside.db")
+    synthetic.db.rename(aside)
+    try:
+        status, data, body = synthetic.get("/healthz")
+        assert status == 503, body
+        assert data["db"] == "unreadable" and data["error"]
+        assert "Traceback" not in body
+    finally:
+        aside.rename(synthetic.db)
+    garbage = synthetic.db.read_bytes()
+    synthetic.db.write_bytes(b"not a database" * 100)
+    try:
+        status, data, body = synthetic.get("/healthz")
+        assert status == 503 and "not a database" in data["error"], body
+    finally:
+        synthetic.db.write_bytes(garbage)
+    assert ok(synthetic, "/healthz") == {"status": "ok", "db": "ok"}
+
+
+def test_metrics_parse_and_pass_promtool(server: Server) -> None:
+    status, _data, text = server.get("/metrics")
+    assert status == 200
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    for name in ("vpo_library_files", "vpo_library_size_bytes", "vpo_history_runs"):
+        assert name in families, name
+    files = sum(s.value for s in families["vpo_library_files"].samples)
+    assert files == len(query(server.db, "SELECT id FROM files"))
+    runs = {
+        (s.labels["policy"], s.labels["status"]): s.value
+        for s in families["vpo_history_runs"].samples
+    }
+    assert runs[("cleanup-organize", "success")] == 5
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian's prometheus package) is needed"
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_sigterm_stops_the_server_with_exit_0(synthetic: Server) -> None:
+    assert ok(synthetic, "/healthz")["status"] == "ok"
+    started = time.monotonic()
+    synthetic.process.send_signal(signal.SIGTERM)
+    assert synthetic.process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    assert synthetic.process.stderr is not None
+    assert "Traceback" not in synthetic.process.stderr.read()
+
+
+def test_a_non_loopback_host_warns(tmp_path: Path) -> None:
+    db = database_with_files(tmp_path / "vpo.db")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vpo", "--db", str(db), "serve", "--host", ANY_HOST, "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert first.startswith("Warning: listening on 0.0.0.0"), first
+        assert process.stderr.readline().startswith("Serving on http://0.0.0.0:")
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+
+
+# -- the application in-process --------------------------------------------------------------
+
+
+def test_without_telemetry_metrics_are_the_library_collector_and_sqlite_stays_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make_app(db)` alone: an empty database answers zeros, `/metrics` is the library
+    collector, and every SQLite connection is opened in a pool thread, never the loop's."""
+    import asyncio
+    import sqlite3
+    import threading
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from vpo.server import make_app
+
+    db = database_with_files(tmp_path / "vpo.db")
+    opened_in: list[str] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened_in.append(threading.current_thread().name)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(make_app(db))) as client:
+            summary = await client.get("/api/stats/summary")
+            assert summary.status == 200
+            data = await summary.json()
+            assert data["total_files_processed"] == 0 and data["earliest_processing"] is None
+            assert await (await client.get("/api/stats/policies")).json() == {"policies": []}
+            assert await (await client.get("/api/stats/recent")).json() == {"items": []}
+            file = await (await client.get("/api/stats/files/1")).json()
+            assert file == {"file_id": 1, "file_path": "/library/file-1.mkv", "history": []}
+            assert (await client.get("/healthz")).status == 200
+            metrics = await client.get("/metrics")
+            text = await metrics.text()
+            names = {f.name for f in text_string_to_metric_families(text)}
+            assert "vpo_library_files" in names
+            assert not any(name.startswith("vpo_files_processed") for name in names)
+
+    asyncio.run(scenario())
+    assert opened_in, "the scenario read the database"
+    assert all(name.startswith("vpo-db") for name in opened_in), opened_in
