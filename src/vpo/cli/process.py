@@ -63,7 +63,8 @@ def process(
     """Apply a policy to every video file under PATHs (recursively).
 
     Every run is recorded (see `vpo stats`); the original file is replaced only by a
-    verified result. Exits 1 when any file failed.
+    verified result. Exits 1 when any file failed or was skipped, 130 / 143 when
+    stopped by SIGINT / SIGTERM.
     """
     from vpo.media.tools import require_tool
     from vpo.policy.loader import load_policy
