@@ -60,7 +60,8 @@ def _dies_soon(pid: int, seconds: float = 10) -> bool:
 
 
 def _tool_running(name: str, argument: str) -> list[int]:
-    """PIDs of `name` processes whose command line mentions `argument`."""
+    """PIDs of `name` processes whose command line mentions `argument` (give the test's
+    own folder: a tool of an earlier test may still be exiting)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -243,7 +244,7 @@ def test_a_base_exception_inside_a_run_is_recorded_as_interrupted(
 
     def signal_once_ffmpeg_runs() -> None:
         deadline = time.monotonic() + 60
-        while not _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+        while not _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGUSR1)
 
@@ -264,9 +265,9 @@ def test_a_base_exception_inside_a_run_is_recorded_as_interrupted(
     assert _sha(movie) == digest
     assert [p.name for p in library.iterdir() if ".vpo-" in p.name] == []
     deadline = time.monotonic() + 5
-    while _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+    while _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _tool_running("ffmpeg", movie.name) == []
+    assert _tool_running("ffmpeg", str(movie.parent)) == []
 
 
 # --- 4. signals stop the tools, record the run as interrupted, exit 128 + N ------------------------
@@ -287,10 +288,10 @@ def test_a_signal_stops_the_batch_and_records_the_run(
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+    while not _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         assert vpo.poll() is None
         time.sleep(0.01)
-    (ffmpeg,) = _tool_running("ffmpeg", movie.name)
+    (ffmpeg,) = _tool_running("ffmpeg", str(movie.parent))
     vpo.send_signal(sig)
     out, err = vpo.communicate(timeout=60)
     assert vpo.returncode == code, out + err
@@ -315,15 +316,15 @@ def test_tools_die_with_a_killed_vpo(library: Path, db_path: Path, tmp_path: Pat
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while not _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+    while not _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         time.sleep(0.01)
-    (ffmpeg,) = _tool_running("ffmpeg", movie.name)
+    (ffmpeg,) = _tool_running("ffmpeg", str(movie.parent))
     vpo.kill()  # VPO alone, not its process group
     vpo.wait()
     deadline = time.monotonic() + 10
-    while _tool_running("ffmpeg", movie.name) and time.monotonic() < deadline:
+    while _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _tool_running("ffmpeg", movie.name) == [], "ffmpeg outlived VPO"
+    assert _tool_running("ffmpeg", str(movie.parent)) == [], "ffmpeg outlived VPO"
     assert _dies_soon(ffmpeg)
 
 
