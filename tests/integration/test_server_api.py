@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,8 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import database_with_files, invoke, query
 from tests.recorded import EPOCH, RunSpec, days, record
 from vpo.db import open_database, transaction
-from vpo.db.aggregates import trends
+from vpo.db.aggregates import plain_totals, trends, window_totals
 from vpo.db.stats import insert_run
+from vpo.timefmt import format_utc
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
 START_TIMEOUT = 20.0
@@ -38,18 +40,29 @@ class Server:
     url: str
     db: Path
 
-    def get(self, path: str, method: str = "GET") -> tuple[int, Any, str]:
+    def get(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, str]:
         """Status, parsed JSON (None when not JSON) and raw text of one request."""
-        request = urllib.request.Request(self.url + path, method=method)  # noqa: S310 - http
+        status, data, body, _headers = self.request(path, method, headers)
+        return status, data, body
+
+    def request(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, str, Any]:
+        """As `get`, with the response headers."""
+        request = urllib.request.Request(  # noqa: S310 - http on loopback
+            self.url + path, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 status, body = response.status, response.read().decode()
-                content_type = response.headers.get("Content-Type", "")
+                answer_headers = response.headers
         except urllib.error.HTTPError as exc:
-            status, body = exc.code, exc.read().decode()
-            content_type = exc.headers.get("Content-Type", "")
+            status, body, answer_headers = exc.code, exc.read().decode(), exc.headers
+        content_type = answer_headers.get("Content-Type", "")
         data = json.loads(body) if content_type.startswith("application/json") else None
-        return status, data, body
+        return status, data, body, answer_headers
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -57,15 +70,19 @@ class Server:
         return self.process.wait(timeout=10)
 
 
-def start_server(db: Path, cwd: Path) -> Server:
-    """`vpo serve --port 0` in `cwd`; the address is read from its "Serving on" line."""
+def start_server(db: Path, cwd: Path, token: str | None = None) -> Server:
+    """`vpo serve --port 0` in `cwd`, with `VPO_API_TOKEN` set to `token` (unset without
+    one); the address is read from its "Serving on" line."""
+    env = {k: v for k, v in os.environ.items() if k != "VPO_API_TOKEN"}
+    if token is not None:
+        env["VPO_API_TOKEN"] = token
     process = subprocess.Popen(
         [sys.executable, "-m", "vpo", "--db", str(db), "serve", "--port", "0"],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**env, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.monotonic() + START_TIMEOUT
     assert process.stderr is not None
@@ -323,21 +340,201 @@ def test_sigterm_stops_the_server_with_exit_0(synthetic: Server) -> None:
     assert "Traceback" not in synthetic.process.stderr.read()
 
 
-def test_a_non_loopback_host_warns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_a_non_loopback_host_warns(tmp_path: Path, token: str | None) -> None:
+    """The warning also says the purge is disabled, unless a token is configured."""
     db = database_with_files(tmp_path / "vpo.db")
+    env = {k: v for k, v in os.environ.items() if k != "VPO_API_TOKEN"}
+    if token is not None:
+        env["VPO_API_TOKEN"] = token
     process = subprocess.Popen(
         [sys.executable, "-m", "vpo", "--db", str(db), "serve", "--host", ANY_HOST, "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         assert process.stderr is not None
         first = process.stderr.readline()
         assert first.startswith("Warning: listening on 0.0.0.0"), first
+        assert ("Destructive endpoints" in first) is (token is None), first
+        if token is None:
+            assert "VPO_API_TOKEN" in first
         assert process.stderr.readline().startswith("Serving on http://0.0.0.0:")
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
+
+
+# -- the purge and its token (docs/cli.md, `vpo serve`) ----------------------------------------
+
+TOKEN = "test-token-0123456789"  # noqa: S105 - a test token
+SCRIPT = "<script>alert(1)</script>"
+PURGE = "/api/stats/purge"
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[Server]:
+    """A server with `VPO_API_TOKEN` over recorded runs of three policies (one named like
+    markup), with action and phase rows."""
+    db = database_with_files(tmp_path / "vpo.db", count=3)
+    conn = open_database(db)
+    try:
+        with transaction(conn):
+            for n in range(12):
+                policy = ("cleanup", "transcode", SCRIPT)[n % 3]
+                spec = RunSpec(
+                    EPOCH + days(n), policy=policy, file_id=1 + n % 3, actions=n % 2, phases=2
+                )
+                insert_run(conn, record(spec))
+    finally:
+        conn.close()
+    served = start_server(db, tmp_path, token=TOKEN)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_purge_without_a_configured_token_is_403_saying_how_to_enable_it(
+    server: Server,
+) -> None:
+    runs = query(server.db, "SELECT count(*) FROM processing_stats")[0][0]
+    for headers in (None, bearer("anything")):
+        status, data, body = server.get(PURGE + "?policy=x", "DELETE", headers)
+        assert status == 403, body
+        assert "VPO_API_TOKEN" in data["error"] and "Bearer" in data["error"]
+    assert query(server.db, "SELECT count(*) FROM processing_stats")[0][0] == runs
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        None,
+        bearer("wrong"),
+        bearer(TOKEN + "x"),
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer \xff\xfe"},
+    ],
+    ids=["none", "wrong", "longer", "basic", "not-utf8"],
+)
+def test_purge_without_the_right_token_is_401(
+    guarded: Server, headers: dict[str, str] | None
+) -> None:
+    status, data, body, answer_headers = guarded.request(
+        PURGE + "?policy=cleanup", "DELETE", headers
+    )
+    assert status == 401, body
+    assert answer_headers.get("WWW-Authenticate") == "Bearer"
+    assert set(data) == {"error"}
+    assert query(guarded.db, "SELECT count(*) FROM processing_stats")[0][0] == 12
+
+
+def test_purge_asked_with_get_is_405_naming_delete(guarded: Server) -> None:
+    status, data, body, headers = guarded.request(PURGE + "?policy=cleanup")
+    assert status == 405 and headers["Allow"] == "DELETE" and "DELETE" in data["error"], body
+    assert query(guarded.db, "SELECT count(*) FROM processing_stats")[0][0] == 12
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    ["", "?policy=", "?before=yesterday-ish", "?all=1", "?before=2026-01-01&limit=3"],
+)
+def test_purge_with_no_or_bad_filters_is_400(guarded: Server, query_string: str) -> None:
+    status, data, body = guarded.get(PURGE + query_string, "DELETE", bearer(TOKEN))
+    assert status == 400, body
+    assert set(data) == {"error"}
+    assert query(guarded.db, "SELECT count(*) FROM processing_stats")[0][0] == 12
+
+
+def test_purge_with_the_token_deletes_what_the_cli_would_and_rollups_stay_exact(
+    guarded: Server,
+) -> None:
+    before = format_utc(EPOCH + days(7))
+    would = cli_json(guarded.db, "purge", "--policy", "cleanup", "--before", before, "--dry-run")
+    assert would["runs"] > 0
+    status, data, body = guarded.get(
+        f"{PURGE}?policy=cleanup&before={urllib.parse.quote(before)}", "DELETE", bearer(TOKEN)
+    )
+    assert status == 200, body
+    assert data["deleted_count"] == would["runs"] and set(data) == {"deleted_count", "message"}
+    assert query(guarded.db, "SELECT count(*) FROM processing_stats")[0][0] == 12 - would["runs"]
+    again = cli_json(guarded.db, "purge", "--policy", "cleanup", "--before", before, "--dry-run")
+    assert again["runs"] == 0
+    conn = open_database(guarded.db)
+    try:
+        for by in (None, "policy", "day"):
+            assert window_totals(conn, by=by) == plain_totals(conn, by=by)
+        orphans = conn.execute(
+            "SELECT (SELECT count(*) FROM action_results WHERE stats_id NOT IN "
+            "(SELECT id FROM processing_stats)) + (SELECT count(*) FROM performance_metrics "
+            "WHERE stats_id NOT IN (SELECT id FROM processing_stats))"
+        ).fetchone()[0]
+        assert orphans == 0
+    finally:
+        conn.close()
+    # The server still reads the database it wrote, and agrees with the command line.
+    assert ok(guarded, "/api/stats/summary")["total_files_processed"] == 12 - would["runs"]
+    guarded.stop()
+    assert guarded.process.stderr is not None
+    log = guarded.process.stderr.read()
+    assert TOKEN not in log and "Authorization" not in log
+
+
+def test_a_policy_named_like_markup_comes_back_as_data(guarded: Server) -> None:
+    status, data, _body, headers = guarded.request("/api/stats/policies")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert SCRIPT in [row["policy_name"] for row in data["policies"]]
+    one = ok(guarded, "/api/stats/policies/" + urllib.parse.quote(SCRIPT, safe=""))
+    assert one["policy_name"] == SCRIPT and one["files_processed"] == 4
+    status, data, body = guarded.get(
+        f"{PURGE}?policy={urllib.parse.quote(SCRIPT)}", "DELETE", bearer(TOKEN)
+    )
+    assert status == 200 and data["deleted_count"] == 4, body
+    assert SCRIPT in data["message"]
+
+
+# -- the library's composition ------------------------------------------------------------------
+
+RESOLUTION = """CASE
+    WHEN video_width IS NULL AND video_height IS NULL THEN 'unknown'
+    WHEN coalesce(video_width, 0) >= 3000 OR coalesce(video_height, 0) >= 1800 THEN '2160p'
+    WHEN coalesce(video_width, 0) >= 1600 OR coalesce(video_height, 0) >= 900 THEN '1080p'
+    WHEN coalesce(video_width, 0) >= 1100 OR coalesce(video_height, 0) >= 650 THEN '720p'
+    ELSE 'sd' END"""
+
+
+def test_composition_equals_plain_sql_over_files_and_tracks(server: Server) -> None:
+    def counts(sql: str) -> dict[str, int]:
+        return {row[0]: row[1] for row in query(server.db, sql)}
+
+    languages: dict[str, dict[str, int]] = {}
+    for row in query(server.db, "SELECT track_type, language, count(*) FROM tracks GROUP BY 1, 2"):
+        languages.setdefault(row[0], {})[row[1]] = row[2]
+    answer = ok(server, "/api/library/composition")
+    assert answer == {
+        "files": query(server.db, "SELECT count(*) FROM files")[0][0],
+        "containers": counts(
+            "SELECT coalesce(container, 'unknown'), count(*) FROM files GROUP BY 1"
+        ),
+        "video_codecs": counts(
+            "SELECT coalesce(video_codec, 'none'), count(*) FROM files GROUP BY 1"
+        ),
+        "resolutions": counts(f"SELECT {RESOLUTION}, count(*) FROM files GROUP BY 1"),
+        "audio_codecs": counts(
+            "SELECT coalesce(codec, 'unknown'), count(*) FROM tracks "
+            "WHERE track_type = 'audio' GROUP BY 1"
+        ),
+        "tracks": counts("SELECT track_type, count(*) FROM tracks GROUP BY 1"),
+        "track_languages": languages,
+    }
+    assert answer["files"] > 0 and answer["audio_codecs"]
+    status, data, body = server.get("/api/library/composition?x=1")
+    assert status == 400 and set(data) == {"error"}, body
 
 
 # -- the application in-process --------------------------------------------------------------
@@ -386,3 +583,43 @@ def test_without_telemetry_metrics_are_the_library_collector_and_sqlite_stays_of
     asyncio.run(scenario())
     assert opened_in, "the scenario read the database"
     assert all(name.startswith("vpo-db") for name in opened_in), opened_in
+
+
+def test_the_purge_writes_in_the_writer_thread_never_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge opens its read-write connection in the single writer thread."""
+    import asyncio
+    import sqlite3
+    import threading
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from vpo.server import make_app
+
+    db = database_with_files(tmp_path / "vpo.db")
+    conn = open_database(db)
+    try:
+        with transaction(conn):
+            insert_run(conn, record(RunSpec(EPOCH, policy="old")))
+    finally:
+        conn.close()
+    opened_in: list[str] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened_in.append(threading.current_thread().name)
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+
+    async def scenario() -> None:
+        app = make_app(db, api_token=TOKEN)
+        async with TestClient(TestServer(app)) as client:
+            answer = await client.delete(PURGE + "?policy=old", headers=bearer(TOKEN))
+            assert answer.status == 200
+            assert (await answer.json())["deleted_count"] == 1
+
+    asyncio.run(scenario())
+    assert any(name.startswith("vpo-writer") for name in opened_in), opened_in
+    assert all(name.startswith(("vpo-db", "vpo-writer")) for name in opened_in), opened_in

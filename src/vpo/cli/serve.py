@@ -43,20 +43,30 @@ def serve(app: AppContext, host: str, port: int) -> None:
     The answers under /api/stats are the JSON objects of `vpo stats … --format json`.
     """
     import asyncio
+    import os
 
     from vpo.server import make_app
+    from vpo.server.writes import TOKEN_VARIABLE
     from vpo.telemetry.setup import open_telemetry
 
     app.connect().close()  # create or upgrade the database once, before any reader
+    token = os.environ.get(TOKEN_VARIABLE) or None
     if not _loopback(host):
+        disabled = (
+            ""
+            if token
+            else f" Destructive endpoints (the purge) are disabled: set {TOKEN_VARIABLE} "
+            "to enable them."
+        )
         click.echo(
             f"Warning: listening on {host}: anyone who can reach this machine can read the "
-            "statistics (VPO has no login for them).",
+            f"statistics (VPO has no login for them).{disabled}",
             err=True,
         )
     telemetry = open_telemetry(app.resolved_db_path)
     try:
-        asyncio.run(_serve(make_app(app.resolved_db_path, telemetry), host, port))
+        application = make_app(app.resolved_db_path, telemetry, api_token=token)
+        asyncio.run(_serve(application, host, port))
     finally:
         problems = telemetry.shutdown()
         for problem in dict.fromkeys(problems):

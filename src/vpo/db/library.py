@@ -119,3 +119,73 @@ def replace_tracks(conn: sqlite3.Connection, file_id: int, tracks: Iterable[Trac
 def get_tracks(conn: sqlite3.Connection, file_id: int) -> list[TrackRecord]:
     rows = conn.execute("SELECT * FROM tracks WHERE file_id = ? ORDER BY track_index", (file_id,))
     return [TrackRecord.from_row(row) for row in rows]
+
+
+# -- library composition, from the trigger-kept totals (docs/metrics.md, docs/cli.md) ------
+
+
+def container_totals(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    """(container, files, bytes) of every container with files: a few rows of
+    library_file_totals, whatever the library's size."""
+    rows = conn.execute(
+        "SELECT container, sum(files), sum(size_bytes) FROM library_file_totals "
+        "GROUP BY container HAVING sum(files) > 0 ORDER BY container"
+    )
+    return [(str(row[0]), int(row[1]), int(row[2])) for row in rows]
+
+
+def video_totals(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """(video codec, resolution class, files) of the files with a video track."""
+    rows = conn.execute(
+        "SELECT video_codec, resolution, sum(files) FROM library_file_totals "
+        "WHERE video_codec != 'none' GROUP BY 1, 2 HAVING sum(files) > 0 ORDER BY 1, 2"
+    )
+    return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+
+def track_totals(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """(track type, codec, tracks) from library_track_totals."""
+    rows = conn.execute(
+        "SELECT track_type, codec, tracks FROM library_track_totals WHERE tracks > 0 ORDER BY 1, 2"
+    )
+    return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+
+def _counts(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key, n in pairs:
+        counts[key] = counts.get(key, 0) + n
+    return dict(sorted(counts.items()))
+
+
+def file_totals(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+    """(container, video codec, resolution class, files) of every non-empty total."""
+    rows = conn.execute(
+        "SELECT container, video_codec, resolution, files FROM library_file_totals WHERE files > 0"
+    )
+    return [(str(row[0]), str(row[1]), str(row[2]), int(row[3])) for row in rows]
+
+
+def composition(conn: sqlite3.Connection) -> dict[str, object]:
+    """What the library holds: files by container, video codec (`none`: no video track)
+    and resolution class, audio tracks by codec, tracks by type and by type and language
+    (GET /api/library/composition).
+
+    All but the languages come from the totals the triggers keep; languages have no
+    totals table, so they are one grouped pass over `tracks`."""
+    files = file_totals(conn)
+    tracks = track_totals(conn)
+    languages: dict[str, dict[str, int]] = {}
+    for track_type, language, n in conn.execute(
+        "SELECT track_type, language, count(*) FROM tracks GROUP BY 1, 2 ORDER BY 1, 2"
+    ):
+        languages.setdefault(str(track_type), {})[str(language)] = int(n)
+    return {
+        "files": sum(n for *_key, n in files),
+        "containers": _counts((container, n) for container, _v, _r, n in files),
+        "video_codecs": _counts((codec, n) for _c, codec, _r, n in files),
+        "resolutions": _counts((resolution, n) for _c, _v, resolution, n in files),
+        "audio_codecs": _counts((codec, n) for kind, codec, n in tracks if kind == "audio"),
+        "tracks": _counts((kind, n) for kind, _c, n in tracks),
+        "track_languages": languages,
+    }

@@ -1,5 +1,6 @@
 """GET /api/stats/…: the answers of `vpo stats … --format json`, from the same view
-functions (vpo.db.aggregates, vpo.db.history), over HTTP (docs/cli.md, `vpo serve`).
+functions (vpo.db.aggregates, vpo.db.history), over HTTP; and GET /api/library/composition
+from the library totals of vpo.db.library (docs/cli.md, `vpo serve`).
 
 Parameters are checked before any database work; each view runs in the read pool.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vpo.db import aggregates, history
+from vpo.db import aggregates, history, library
 from vpo.server.db import ReadPool
 from vpo.server.errors import ApiError
 from vpo.timefmt import parse_when
@@ -149,6 +150,12 @@ def _detail(conn: sqlite3.Connection, reference: str) -> Any:
 # -- routes (fixed paths before /api/stats/{stats_id}) ----------------------------------------
 
 
+@routes.get("/api/library/composition")
+async def composition(request: web.Request) -> web.Response:
+    _params(request, ())
+    return web.json_response(await _read(request, library.composition))
+
+
 @routes.get("/api/stats/summary")
 async def summary(request: web.Request) -> web.Response:
     since, until = _window(_params(request, ("since", "until")))
@@ -205,8 +212,10 @@ async def trends(request: web.Request) -> web.Response:
 
 @routes.get("/api/stats/{stats_id}")
 async def detail(request: web.Request) -> web.Response:
-    _params(request, ())
     reference = request.match_info["stats_id"]
+    if reference == "purge":  # never a run id: the purge's own path, asked with GET
+        raise web.HTTPMethodNotAllowed(request.method, ["DELETE"])
+    _params(request, ())
     if len(reference) > MAX_RUN_ID:
         raise ApiError(400, "That is not a run id: a run id has 32 hex digits and 4 dashes.")
     history.run_id_prefix(reference)  # a malformed id is a 400 before any database work

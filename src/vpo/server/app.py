@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from vpo.server import api
+from vpo.server import api, writes
 from vpo.server.db import ReadPool, check_readable
 from vpo.server.errors import error_response, json_errors
 from vpo.telemetry.collector import LibraryCollector
@@ -22,31 +22,39 @@ log = logging.getLogger(__name__)
 
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 DB_PATH: web.AppKey[Path] = web.AppKey("db_path", Path)
-MAX_BODY_BYTES = 64 * 1024  # the read-only API takes no bodies; bounded all the same
+MAX_BODY_BYTES = 64 * 1024  # no endpoint takes a body; bounded all the same
 
 
 def make_app(
-    db_path: str | Path, telemetry: "Telemetry | None" = None, read_threads: int = 4
+    db_path: str | Path,
+    telemetry: "Telemetry | None" = None,
+    read_threads: int = 4,
+    api_token: str | None = None,
 ) -> web.Application:
     """The application reading `db_path` (which must exist: `vpo serve` creates and
     upgrades it first). `/metrics` serves `telemetry`'s registry — its live instruments
-    and library collector — or, without one, a library collector alone."""
+    and library collector — or, without one, a library collector alone. The purge is
+    enabled only with an `api_token` (`VPO_API_TOKEN`)."""
     path = Path(db_path)
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     pool = ReadPool(path, read_threads)
     app[api.POOL] = pool
     app[DB_PATH] = path
+    writer = writes.Writer(path, api_token)
+    app[writes.WRITER] = writer
     if telemetry is not None:
         app[REGISTRY] = telemetry.registry
     else:
         registry = CollectorRegistry(auto_describe=True)
         registry.register(LibraryCollector(path))
         app[REGISTRY] = registry
+    app.add_routes(writes.routes)
     app.add_routes(api.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 
     async def close_pool(_app: web.Application) -> None:
+        writer.close()
         pool.close()
 
     app.on_cleanup.append(close_pool)

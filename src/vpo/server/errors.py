@@ -1,7 +1,7 @@
 """Every answer that is not a success is JSON `{"error": "<one sentence>"}` with the
-status that says why: 400 bad parameter, 404 unknown, 405 wrong method, 409 ambiguous
-run id, 414 query too long, 503 database unreadable. Never a stack trace, never a 500
-for bad input (docs/cli.md, `vpo serve`)."""
+status that says why: 400 bad parameter, 401 / 403 no or wrong token for the purge,
+404 unknown, 405 wrong method, 409 ambiguous run id, 414 query too long, 503 database
+unreadable. Never a stack trace, never a 500 for bad input (docs/cli.md, `vpo serve`)."""
 
 import logging
 import sqlite3
@@ -25,10 +25,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An answer other than success: its status, its sentence and any further fields."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
         self.extra = extra
 
 
@@ -70,7 +73,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, extra=exc.extra)
+        return error_response(exc.status, exc.message, exc.headers, exc.extra)
     except web.HTTPException as exc:
         if exc.status < 400:  # a redirect is an answer, not an error
             raise

@@ -13,6 +13,8 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vpo.db.library import container_totals, track_totals, video_totals
+
 log = logging.getLogger(__name__)
 
 
@@ -65,21 +67,13 @@ class LibraryCollector(Collector):
         conn = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
             total = 0
-            for container, files, size in conn.execute(
-                "SELECT container, sum(files), sum(size_bytes) FROM library_file_totals "
-                "GROUP BY container HAVING sum(files) > 0"
-            ):
+            for container, files, size in container_totals(conn):
                 families["files"].add_metric([container], files)
                 total += size
             families["size"].add_metric([], total)
-            for track_type, codec, tracks in conn.execute(
-                "SELECT track_type, codec, tracks FROM library_track_totals WHERE tracks > 0"
-            ):
+            for track_type, codec, tracks in track_totals(conn):
                 families["tracks"].add_metric([track_type, codec], tracks)
-            for codec, resolution, files in conn.execute(
-                "SELECT video_codec, resolution, sum(files) FROM library_file_totals "
-                "WHERE video_codec != 'none' GROUP BY 1, 2 HAVING sum(files) > 0"
-            ):
+            for codec, resolution, files in video_totals(conn):
                 families["video"].add_metric([codec, resolution], files)
             # The monthly rollups hold every run (vpo.db.measures): a few rows per policy
             # and month instead of a pass over processing_stats.
