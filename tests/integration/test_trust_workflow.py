@@ -38,6 +38,16 @@ def _runs(db: Path) -> list:
     return query(db, "SELECT * FROM processing_stats ORDER BY processed_at")
 
 
+# Root reads and writes any file: VPO runs without the capabilities that let it, as a
+# user's VPO would (setpriv, util-linux).
+_NO_OVERRIDE = "-dac_override,-dac_read_search"
+_AS_A_USER = (
+    ["setpriv", f"--bounding-set={_NO_OVERRIDE}", f"--inh-caps={_NO_OVERRIDE}"]
+    if os.geteuid() == 0
+    else []
+)
+
+
 def _vpo(db: Path, *args: object) -> list[str]:
     return [sys.executable, "-m", "vpo", "--db", str(db), *[str(a) for a in args]]
 
@@ -191,16 +201,9 @@ def test_an_unreadable_file_is_a_failed_run_not_the_end(library: Path, db_path: 
     secret = library / "movie-mp4.mp4"
     secret.chmod(0)
     files = len(list(library.iterdir()))
-    # Root reads any file: run VPO without the capabilities that let it (as a user would be).
-    no_override = "-dac_override,-dac_read_search"
-    as_user = (
-        ["setpriv", f"--bounding-set={no_override}", f"--inh-caps={no_override}"]
-        if os.geteuid() == 0
-        else []
-    )
     try:
         result = subprocess.run(
-            [*as_user, *_vpo(db_path, "process", "--policy", CLEANUP, library)],
+            [*_AS_A_USER, *_vpo(db_path, "process", "--policy", CLEANUP, library)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -568,14 +571,8 @@ def test_a_read_only_leftover_is_removed_by_a_scan_without_root_powers(
     stale = library / ".movie-mp4.mp4.vpo-0badf00d.mp4"
     stale.write_bytes(b"half a remux")
     stale.chmod(0o444)
-    no_override = "-dac_override,-dac_read_search"
-    as_user = (
-        ["setpriv", f"--bounding-set={no_override}", f"--inh-caps={no_override}"]
-        if os.geteuid() == 0
-        else []
-    )
     done = subprocess.run(
-        [*as_user, *_vpo(db_path, "scan", library)],
+        [*_AS_A_USER, *_vpo(db_path, "scan", library)],
         capture_output=True,
         text=True,
         timeout=120,
