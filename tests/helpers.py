@@ -4,6 +4,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,3 +114,37 @@ def fill_disk(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def dies_soon(pid: int, seconds: float = 10) -> bool:
+    """A killed process takes a moment to exit (its memory is torn down first)."""
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not alive(pid)
+
+
+def tool_running(name: str, argument: str) -> list[int]:
+    """PIDs of `name` processes whose command line mentions `argument` (give the test's
+    own folder: a tool of an earlier test may still be exiting)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        named = cmdline and Path(os.fsdecode(cmdline[0])).name == name
+        if named and any(argument.encode() in part for part in cmdline):
+            pids.append(int(entry.name))
+    return pids

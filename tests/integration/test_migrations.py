@@ -472,7 +472,7 @@ def test_version_4_action_rows_upgrade_to_5_without_a_tool_call(tmp_path: Path) 
     assert query(path, "PRAGMA user_version")[0][0] == 4
 
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn) == [5]
+    assert migrate(conn) == [5, 6]
     conn.close()
 
     after = query(path, rows_sql)

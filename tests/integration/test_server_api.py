@@ -10,12 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,24 @@ class Server:
     process: subprocess.Popen[str]
     url: str
     db: Path
+    lines: list[str] = field(default_factory=list)  # stderr after "Serving on", as read
+    _drain: threading.Thread | None = None
+
+    def drain(self) -> None:
+        """Read stderr in the background: a chatty server never blocks on a full pipe."""
+        assert self.process.stderr is not None
+        stream = self.process.stderr
+        self._drain = threading.Thread(
+            target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True
+        )
+        self._drain.start()
+
+    def log(self) -> str:
+        """Everything the server wrote on stderr since it started serving (all of it
+        once it has exited)."""
+        if self._drain is not None and self.process.poll() is not None:
+            self._drain.join(timeout=10)
+        return "".join(self.lines)
 
     def get(
         self, path: str, method: str = "GET", headers: dict[str, str] | None = None
@@ -70,14 +89,16 @@ class Server:
         return self.process.wait(timeout=10)
 
 
-def start_server(db: Path, cwd: Path, token: str | None = None) -> Server:
-    """`vpo serve --port 0` in `cwd`, with `VPO_API_TOKEN` set to `token` (unset without
-    one); the address is read from its "Serving on" line."""
+def start_server(
+    db: Path, cwd: Path, token: str | None = None, options: tuple[str, ...] = ()
+) -> Server:
+    """`vpo serve --port 0 OPTIONS` in `cwd`, with `VPO_API_TOKEN` set to `token` (unset
+    without one); the address is read from its "Serving on" line."""
     env = {k: v for k, v in os.environ.items() if k != "VPO_API_TOKEN"}
     if token is not None:
         env["VPO_API_TOKEN"] = token
     process = subprocess.Popen(
-        [sys.executable, "-m", "vpo", "--db", str(db), "serve", "--port", "0"],
+        [sys.executable, "-m", "vpo", "--db", str(db), "serve", "--port", "0", *options],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -92,7 +113,9 @@ def start_server(db: Path, cwd: Path, token: str | None = None) -> Server:
             break
         found = re.match(r"Serving on (http://\S+)", line)
         if found:
-            return Server(process, found.group(1), db)
+            served = Server(process, found.group(1), db)
+            served.drain()
+            return served
     process.kill()
     raise AssertionError(f"vpo serve did not start: {process.stderr.read()}")
 
@@ -336,8 +359,7 @@ def test_sigterm_stops_the_server_with_exit_0(synthetic: Server) -> None:
     synthetic.process.send_signal(signal.SIGTERM)
     assert synthetic.process.wait(timeout=5) == 0
     assert time.monotonic() - started < 5
-    assert synthetic.process.stderr is not None
-    assert "Traceback" not in synthetic.process.stderr.read()
+    assert "Traceback" not in synthetic.log()
 
 
 @pytest.mark.parametrize("token", [None, "s3cret"])
@@ -480,8 +502,7 @@ def test_purge_with_the_token_deletes_what_the_cli_would_and_rollups_stay_exact(
     # The server still reads the database it wrote, and agrees with the command line.
     assert ok(guarded, "/api/stats/summary")["total_files_processed"] == 12 - would["runs"]
     guarded.stop()
-    assert guarded.process.stderr is not None
-    log = guarded.process.stderr.read()
+    log = guarded.log()
     assert TOKEN not in log and "Authorization" not in log
 
 

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLEANUP, EXAMPLES, SLOW_TRANSCODE, fill_disk, invoke, query
+from tests.helpers import (
+    CLEANUP,
+    EXAMPLES,
+    SLOW_TRANSCODE,
+    dies_soon,
+    fill_disk,
+    invoke,
+    query,
+    tool_running,
+)
 from vpo.ownership import claim
 from vpo.policy.loader import load_policy
 from vpo.samples import SampleFile
@@ -50,40 +59,6 @@ _AS_A_USER = (
 
 def _vpo(db: Path, *args: object) -> list[str]:
     return [sys.executable, "-m", "vpo", "--db", str(db), *[str(a) for a in args]]
-
-
-def _alive(pid: int) -> bool:
-    """Running, as opposed to gone or a zombie waiting for its parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
-
-
-def _dies_soon(pid: int, seconds: float = 10) -> bool:
-    """A killed process takes a moment to exit (its memory is torn down first)."""
-    deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return not _alive(pid)
-
-
-def _tool_running(name: str, argument: str) -> list[int]:
-    """PIDs of `name` processes whose command line mentions `argument` (give the test's
-    own folder: a tool of an earlier test may still be exiting)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        named = cmdline and Path(os.fsdecode(cmdline[0])).name == name
-        if named and any(argument.encode() in part for part in cmdline):
-            pids.append(int(entry.name))
-    return pids
 
 
 # --- 3. two processes on one file ---------------------------------------------------------
@@ -247,7 +222,7 @@ def test_a_base_exception_inside_a_run_is_recorded_as_interrupted(
 
     def signal_once_ffmpeg_runs() -> None:
         deadline = time.monotonic() + 60
-        while not _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
+        while not tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGUSR1)
 
@@ -268,9 +243,9 @@ def test_a_base_exception_inside_a_run_is_recorded_as_interrupted(
     assert _sha(movie) == digest
     assert [p.name for p in library.iterdir() if ".vpo-" in p.name] == []
     deadline = time.monotonic() + 5
-    while _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
+    while tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _tool_running("ffmpeg", str(movie.parent)) == []
+    assert tool_running("ffmpeg", str(movie.parent)) == []
 
 
 # --- 4. signals stop the tools, record the run as interrupted, exit 128 + N ------------------------
@@ -291,14 +266,14 @@ def test_a_signal_stops_the_batch_and_records_the_run(
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
+    while not tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         assert vpo.poll() is None
         time.sleep(0.01)
-    (ffmpeg,) = _tool_running("ffmpeg", str(movie.parent))
+    (ffmpeg,) = tool_running("ffmpeg", str(movie.parent))
     vpo.send_signal(sig)
     out, err = vpo.communicate(timeout=60)
     assert vpo.returncode == code, out + err
-    assert _dies_soon(ffmpeg)
+    assert dies_soon(ffmpeg)
     assert _sha(movie) == digest
     assert [p.name for p in library.iterdir() if ".vpo-" in p.name] == []
     runs = _runs(db_path)
@@ -319,16 +294,16 @@ def test_tools_die_with_a_killed_vpo(library: Path, db_path: Path, tmp_path: Pat
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while not _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
+    while not tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         time.sleep(0.01)
-    (ffmpeg,) = _tool_running("ffmpeg", str(movie.parent))
+    (ffmpeg,) = tool_running("ffmpeg", str(movie.parent))
     vpo.kill()  # VPO alone, not its process group
     vpo.wait()
     deadline = time.monotonic() + 10
-    while _tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
+    while tool_running("ffmpeg", str(movie.parent)) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _tool_running("ffmpeg", str(movie.parent)) == [], "ffmpeg outlived VPO"
-    assert _dies_soon(ffmpeg)
+    assert tool_running("ffmpeg", str(movie.parent)) == [], "ffmpeg outlived VPO"
+    assert dies_soon(ffmpeg)
 
 
 # --- 12, 13. odd names, symlinks ------------------------------------------------------------

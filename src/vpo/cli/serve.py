@@ -1,11 +1,17 @@
 """`vpo serve`: the statistics as a long-running HTTP service — the JSON API, `/healthz`
-and `/metrics` for Prometheus (docs/cli.md, `vpo serve`).
+and `/metrics` for Prometheus — and, with `--watch`, the library kept conforming to a
+policy (docs/cli.md, `vpo serve`).
 
-SIGINT and SIGTERM stop it cleanly: no new connections, running requests finished, the
-read connections closed, telemetry flushed, exit 0.
+SIGINT and SIGTERM stop it cleanly: no new connections or files, the running runs
+interrupted and recorded as such (their tools stopped, temporary files removed), the
+running requests finished, telemetry flushed, the database closed, exit 0.
 """
 
 import ipaddress
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -16,7 +22,43 @@ from vpo.errors import VpoError
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from vpo.executor.process import Cancellation
+    from vpo.policy.schema import Policy
+    from vpo.telemetry.setup import Telemetry
+    from vpo.workflow.library_store import LibraryStore
+    from vpo.workflow.watch import Watcher
+
 SHUTDOWN_TIMEOUT_SECONDS = 5.0  # requests still running after this are cut
+log = logging.getLogger("vpo.serve")
+
+
+@dataclass
+class WatchJob:
+    """The watcher of `--watch` and what stopping it takes."""
+
+    watcher: "Watcher"
+    store: "LibraryStore"
+    cancellation: "Cancellation"
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(
+            target=self.watcher.run, args=(self.stop,), name="vpo-watch", daemon=True
+        )
+        self.thread.start()
+
+    def interrupt(self, reason: str) -> None:
+        """No new file; the running runs stopped (tools get SIGTERM, then SIGKILL)."""
+        self.stop.set()
+        self.cancellation.cancel(reason)
+
+    def join(self) -> None:
+        """Wait for the running pass to end; idempotent."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        self.store.close()
 
 
 @click.command(short_help="Serve the statistics API, /healthz and /metrics.")
@@ -35,12 +77,52 @@ SHUTDOWN_TIMEOUT_SECONDS = 5.0  # requests still running after this are cut
     metavar="PORT",
     help="Port to listen on (0: any free port, printed at start).",
 )
+@click.option(
+    "--watch",
+    "watch_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="Keep DIR conforming to --policy: process new and changed files (repeatable).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    metavar="FILE",
+    help="The policy (YAML) that --watch applies.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.5),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time between the starts of two watch passes.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1, max=32),
+    default=1,
+    show_default=True,
+    help="Files --watch processes at once.",
+)
 @db_option
-@click.pass_obj
-def serve(app: AppContext, host: str, port: int) -> None:
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    watch_dirs: tuple[str, ...],
+    policy_path: str | None,
+    interval: float,
+    jobs: int,
+) -> None:
     """Serve the statistics API, /healthz and /metrics until SIGINT or SIGTERM.
 
     The answers under /api/stats are the JSON objects of `vpo stats … --format json`.
+    With --watch, every pass (one each --interval) processes the new and changed video
+    files under the folders with --policy, once they hold still; each run is recorded
+    like one of `vpo process`.
     """
     import asyncio
     import os
@@ -49,6 +131,13 @@ def serve(app: AppContext, host: str, port: int) -> None:
     from vpo.server.writes import TOKEN_VARIABLE
     from vpo.telemetry.setup import open_telemetry
 
+    app: AppContext = ctx.obj
+    if bool(watch_dirs) != bool(policy_path):
+        given, missing = ("--watch", "--policy") if watch_dirs else ("--policy", "--watch")
+        raise click.UsageError(f"{given} needs {missing} too.")
+    if ctx.find_root().get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
+        logging.getLogger("vpo").setLevel(logging.INFO)  # a service says what it does
+    policy = _load_watch_policy(policy_path, watch_dirs)
     app.connect().close()  # create or upgrade the database once, before any reader
     token = os.environ.get(TOKEN_VARIABLE) or None
     if not _loopback(host):
@@ -64,14 +153,72 @@ def serve(app: AppContext, host: str, port: int) -> None:
             err=True,
         )
     telemetry = open_telemetry(app.resolved_db_path)
+    job: WatchJob | None = None
     try:
+        if policy is not None:
+            job = _watch_job(app.resolved_db_path, telemetry, policy, watch_dirs, interval, jobs)
         application = make_app(app.resolved_db_path, telemetry, api_token=token)
-        asyncio.run(_serve(application, host, port))
+        asyncio.run(_serve(application, host, port, job))
     finally:
-        problems = telemetry.shutdown()
+        if job is not None:
+            job.interrupt("interrupted: vpo serve is stopping")
+            job.join()
+        problems = telemetry.shutdown()  # every run is in the database after this
         for problem in dict.fromkeys(problems):
             click.echo(f"  {problem}", err=True)
     click.echo("Stopped.", err=True)
+
+
+def _load_watch_policy(policy_path: str | None, watch_dirs: tuple[str, ...]) -> "Policy | None":
+    """The policy of --watch, checked with its folders and tools before anything starts."""
+    if policy_path is None:
+        return None
+    from vpo.cli.paths import require_paths
+    from vpo.media.tools import require_tool
+    from vpo.policy.loader import load_policy
+
+    policy = load_policy(policy_path)
+    for root in require_paths(watch_dirs):
+        if not root.is_dir():
+            raise click.BadParameter(f"{root} is not a folder.", param_hint="--watch")
+    for tool in ("ffprobe", "mkvpropedit", "mkvmerge", "ffmpeg"):
+        require_tool(tool)
+    return policy
+
+
+def _watch_job(
+    db_path: Path,
+    telemetry: "Telemetry",
+    policy: "Policy",
+    watch_dirs: tuple[str, ...],
+    interval: float,
+    jobs: int,
+) -> WatchJob:
+    from vpo.db.connection import check_writable
+    from vpo.executor.process import Cancellation
+    from vpo.workflow.library_store import LibraryStore
+    from vpo.workflow.processor import FileProcessor
+    from vpo.workflow.scan import DEFAULT_EXTENSIONS
+    from vpo.workflow.watch import Watcher
+
+    check_writable(db_path)  # no file is touched unless its run can be recorded
+    cancellation = Cancellation()
+    store = LibraryStore(db_path)
+    processor = FileProcessor(
+        policy, store, telemetry.tracer, telemetry.metrics, cancellation=cancellation
+    )
+    roots = [Path(d).resolve() for d in watch_dirs]
+    watcher = Watcher(
+        roots,
+        processor,
+        DEFAULT_EXTENSIONS,
+        interval=interval,
+        jobs=jobs,
+        recording_problem=telemetry.recording_problem,
+    )
+    shown = ", ".join(str(r) for r in roots)
+    log.info("watching %s with the policy %s every %gs", shown, policy.name, interval)
+    return WatchJob(watcher, store, cancellation, threading.Event())
 
 
 def _loopback(host: str) -> bool:
@@ -83,8 +230,11 @@ def _loopback(host: str) -> bool:
         return False
 
 
-async def _serve(application: "web.Application", host: str, port: int) -> None:
-    """Listen until SIGINT or SIGTERM, then shut down in order."""
+async def _serve(
+    application: "web.Application", host: str, port: int, job: WatchJob | None
+) -> None:
+    """Listen (and watch) until SIGINT or SIGTERM, then shut down in order: the watcher's
+    runs are interrupted at once while the running requests finish."""
     import asyncio
     import os
     import signal
@@ -95,8 +245,16 @@ async def _serve(application: "web.Application", host: str, port: int) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("%s received: stopping", sig.name)
+        stop.set()
+        if job is not None:
+            job.interrupt(f"interrupted by {sig.name}")
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     runner = web.AppRunner(
         application,
         handle_signals=False,
@@ -115,8 +273,17 @@ async def _serve(application: "web.Application", host: str, port: int) -> None:
         for address in runner.addresses:
             bound_host, bound_port = address[0], address[1]
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-            click.echo(f"Serving on http://{shown}:{bound_port}", err=True)
+            base = f"http://{shown}:{bound_port}"
+            click.echo(f"Serving on {base}", err=True)
+            click.echo(f"  statistics API: {base}/api/stats/summary", err=True)
+            click.echo(f"  API document:   {base}/api/openapi.json", err=True)
+            click.echo(f"  Prometheus:     {base}/metrics", err=True)
+            click.echo(f"  health:         {base}/healthz", err=True)
+        if job is not None:
+            job.start()
         await stop.wait()
         click.echo("Stopping…", err=True)
     finally:
         await runner.cleanup()
+        if job is not None:
+            await asyncio.to_thread(job.join)  # its runs end within the tools' grace time

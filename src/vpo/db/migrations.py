@@ -13,6 +13,7 @@ from vpo.db.schema import (
     V3_LIBRARY_TOTALS,
     V4_STATISTICS_ROLLUPS,
     V5_ACTION_TOOL_CALLS,
+    V6_WATCH_FILES,
 )
 
 
@@ -33,6 +34,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "first video track on files; library totals kept by triggers", V3_LIBRARY_TOTALS),
     Migration(4, "statistics rollups per policy and hour/day/month", V4_STATISTICS_ROLLUPS),
     Migration(5, "action_results: the tool call that did each action", V5_ACTION_TOOL_CALLS),
+    Migration(6, "watch_files: what watch mode has settled", V6_WATCH_FILES),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

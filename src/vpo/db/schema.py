@@ -5,7 +5,7 @@ must not be computed from code that may change later (the measures, the resoluti
 classes), or a new database would get a different schema than an upgraded one.
 Version 1 holds the library (files, tracks); version 2 adds the statistics tables;
 version 3 library totals; version 4 the statistics rollups; version 5 the tool call of
-each action.
+each action; version 6 what watch mode has settled.
 """
 
 V1_LIBRARY = """
@@ -583,4 +583,19 @@ CREATE INDEX idx_stats_success ON processing_stats(success, processed_at);
 V5_ACTION_TOOL_CALLS = """
 ALTER TABLE action_results ADD COLUMN tool TEXT;
 ALTER TABLE action_results ADD COLUMN tool_call INTEGER CHECK (tool_call IS NULL OR tool_call >= 1);
+"""
+
+# Version 6: what `vpo serve --watch` has settled (docs/statistics.md): a file at this size
+# and mtime was run with the policy of this digest, so the next pass only stats it. A
+# failed run settles its file too: it is retried only when the file changes.
+V6_WATCH_FILES = """
+CREATE TABLE watch_files (
+    path TEXT PRIMARY KEY,
+    policy_digest TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+    mtime_ns INTEGER NOT NULL,
+    success INTEGER NOT NULL CHECK (success IN (0, 1)),
+    stats_id TEXT,
+    settled_at TEXT NOT NULL
+) WITHOUT ROWID;
 """

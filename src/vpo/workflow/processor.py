@@ -63,6 +63,7 @@ class RunResult:
     changes: int = 0
     skipped: bool = False
     fatal: bool = False  # the database refused a write: the batch must stop
+    trace_id: str | None = None  # 32 hex digits: the run's trace, for log lines and links
 
     @property
     def saved(self) -> int:
@@ -230,6 +231,7 @@ class _Run:
             root.set_attributes(
                 {attr.PHASES_COMPLETED: self.completed, attr.CHANGES_TOTAL: self.changes}
             )
+            trace_id = format(root.get_span_context().trace_id, "032x")
         self._record_metrics(error is None, time.monotonic() - started)
         if escaped is not None:
             raise escaped
@@ -242,6 +244,7 @@ class _Run:
             self.size_after,
             self.changes,
             fatal=fatal,
+            trace_id=trace_id,
         )
 
     def _measure_before(self, root: Span) -> None:
