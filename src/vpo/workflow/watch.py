@@ -153,7 +153,7 @@ class Watcher:
         if due:
             report.batch = self._process(due)
             log.info(
-                "watch pass %d: %d file(s), %d run (%d succeeded, %d failed, %d skipped), "
+                "watch pass %d: %d file(s), %d run(s) (%d succeeded, %d failed, %d skipped), "
                 "%d waiting",
                 self.passes,
                 report.files,
