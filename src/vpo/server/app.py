@@ -1,5 +1,6 @@
-"""The aiohttp application of `vpo serve`: the statistics API, `/healthz` and `/metrics`
-(docs/cli.md, `vpo serve`; the metric names are those of docs/metrics.md)."""
+"""The aiohttp application of `vpo serve`: the statistics API, `/healthz`, `/metrics` and
+the API's OpenAPI document at `/api/openapi.json` (docs/cli.md, `vpo serve`; the metric
+names are those of docs/metrics.md)."""
 
 import logging
 import sqlite3
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from vpo.server import api, writes
+from vpo.server import api, openapi, writes
 from vpo.server.db import ReadPool, check_readable
 from vpo.server.errors import error_response, json_errors
 from vpo.telemetry.collector import LibraryCollector
@@ -52,6 +53,8 @@ def make_app(
     app.add_routes(api.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app[openapi.DOCUMENT] = openapi.encoded()
+    app.router.add_get("/api/openapi.json", openapi.serve)
 
     async def close_pool(_app: web.Application) -> None:
         writer.close()
