@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -644,3 +645,23 @@ def test_the_purge_writes_in_the_writer_thread_never_on_the_loop(
     asyncio.run(scenario())
     assert any(name.startswith("vpo-writer") for name in opened_in), opened_in
     assert all(name.startswith(("vpo-db", "vpo-writer")) for name in opened_in), opened_in
+
+
+def test_a_request_that_is_not_http_is_refused_with_one_log_line(synthetic: Server) -> None:
+    host, port = urllib.parse.urlsplit(synthetic.url).hostname, synthetic.url.rsplit(":", 1)[1]
+    malformed = (
+        b"GET /api/stats/summary HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    for raw in malformed:
+        with socket.create_connection((str(host), int(port)), timeout=10) as connection:
+            connection.sendall(raw)
+            assert connection.recv(64).startswith(b"HTTP/1.0 400 ")
+    assert ok(synthetic, "/healthz")["status"] == "ok"  # and the server carries on
+    assert synthetic.stop() == 0
+    log = synthetic.log()
+    refused = [line for line in log.splitlines() if "not valid HTTP" in line]
+    assert len(refused) == 2, log
+    assert "Invalid header value char" in refused[0] and "65536" in refused[1]
+    assert all(len(line) < 300 for line in refused)
+    assert "Traceback" not in log

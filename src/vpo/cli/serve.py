@@ -137,6 +137,9 @@ def serve(
         raise click.UsageError(f"{given} needs {missing} too.")
     if ctx.find_root().get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
         logging.getLogger("vpo").setLevel(logging.INFO)  # a service says what it does
+    from vpo.server import logs
+
+    logs.install()
     policy = _load_watch_policy(policy_path, watch_dirs)
     app.connect().close()  # create or upgrade the database once, before any reader
     token = os.environ.get(TOKEN_VARIABLE) or None
