@@ -28,6 +28,7 @@ from vpo.errors import VpoError
 
 PR_SET_PDEATHSIG = 1
 TERMINATE_GRACE_SECONDS = 5.0
+KILLED_EXIT_SECONDS = 10.0  # a SIGKILLed tool is gone within this, barring a stuck disk
 
 
 class ToolError(VpoError):
@@ -195,24 +196,31 @@ def run_tool(
         )
     except OSError as exc:
         raise ToolError(f"cannot start {name}: {exc.strerror}") from exc
-    if cancellation is not None:
-        cancellation._register(proc.pid)
     out: list[str] = []
     err: list[str] = []
     readers = [
         threading.Thread(target=_pump, args=(proc.stdout, out, on_stdout_line), daemon=True),
         threading.Thread(target=_pump, args=(proc.stderr, err, None), daemon=True),
     ]
-    for reader in readers:
-        reader.start()
+    # From the moment it exists: a KeyboardInterrupt (or any BaseException) raised in this
+    # thread, even while the readers start, takes the tool with it.
     try:
-        finished = _wait_unreaped(proc.pid, timeout)
-    except BaseException:  # e.g. KeyboardInterrupt while waiting: the tool goes too
-        _signal_group(proc.pid, signal.SIGKILL)
-        raise
-    finally:
         if cancellation is not None:
-            cancellation._unregister(proc.pid)
+            cancellation._register(proc.pid)
+        try:
+            for reader in readers:
+                reader.start()
+            finished = _wait_unreaped(proc.pid, timeout)
+        finally:
+            if cancellation is not None:
+                cancellation._unregister(proc.pid)
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        # Dead before the caller cleans up: a tool caught mid-open() could otherwise
+        # create its output again after the caller removed it.
+        with contextlib.suppress(BaseException):
+            _wait_unreaped(proc.pid, KILLED_EXIT_SECONDS)
+        raise
     if not finished:
         _signal_group(proc.pid, signal.SIGKILL)
         _wait_unreaped(proc.pid, timeout)
