@@ -14,6 +14,7 @@ declare -A NEEDS=(
     [/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf]=fonts-dejavu-core
     [promtool]=prometheus  # promtool checks the /metrics exposition in the tests
     [strace]=strace  # the tests stop a tool at a chosen write
+    [wrk]=wrk  # load generator of benchmarks/bench_server.py (it falls back to aiohttp)
 )
 
 PYTHON="${PYTHON:-python3}"

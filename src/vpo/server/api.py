@@ -2,12 +2,16 @@
 functions (vpo.db.aggregates, vpo.db.history), over HTTP; and GET /api/library/composition
 from the library totals of vpo.db.library (docs/cli.md, `vpo serve`).
 
-Parameters are checked before any database work; each view runs in the read pool.
+Parameters are checked before any database work; each view runs in the read pool. The
+aggregate answers (summary, policies, trends, composition, recent runs) are kept, encoded,
+while nothing is committed to the database (ReadPool.cached); the window-less summary's
+rolling totals are those of the current whole second, which its answer states.
 """
 
+import json
 import sqlite3
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -90,11 +94,27 @@ async def _read(request: web.Request, fn: Any, *args: object) -> Any:
     return await request.app[POOL].read(fn, *args)
 
 
+async def _cached_json(request: web.Request, view: Callable[..., Any], *args: Any) -> str | None:
+    """The JSON text of `view(conn, *args)` (None for None), computed and encoded in the
+    pool, or kept from an identical request if the database has not changed since."""
+    return await request.app[POOL].cached(_encoded, view, *args)
+
+
+def _encoded(conn: sqlite3.Connection, view: Callable[..., Any], *args: Any) -> str | None:
+    answer = view(conn, *args)
+    return None if answer is None else json.dumps(answer)
+
+
 # -- views (each runs in a pool thread with that thread's connection) -----------------------
 
 
-def _summary(conn: sqlite3.Connection, since: datetime | None, until: datetime | None) -> Any:
-    return aggregates.summary(conn, since, until).to_dict()
+def _summary(
+    conn: sqlite3.Connection,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime | None,
+) -> Any:
+    return aggregates.summary(conn, since, until, now).to_dict()
 
 
 def _policies(
@@ -153,13 +173,16 @@ def _detail(conn: sqlite3.Connection, reference: str) -> Any:
 @routes.get("/api/library/composition")
 async def composition(request: web.Request) -> web.Response:
     _params(request, ())
-    return web.json_response(await _read(request, library.composition))
+    return web.json_response(text=await _cached_json(request, library.composition))
 
 
 @routes.get("/api/stats/summary")
 async def summary(request: web.Request) -> web.Response:
     since, until = _window(_params(request, ("since", "until")))
-    return web.json_response(await _read(request, _summary, since, until))
+    # Without a window the rolling totals depend on the clock: they are those of this
+    # whole second, so one answer serves the second (and says so in its `since` values).
+    now = datetime.now(UTC).replace(microsecond=0) if since is None and until is None else None
+    return web.json_response(text=await _cached_json(request, _summary, since, until, now))
 
 
 @routes.get("/api/stats/policies")
@@ -169,17 +192,18 @@ async def policies(request: web.Request) -> web.Response:
     sort = _choice(params, "sort", POLICY_SORTS, "files_processed")
     order = params.get("order")
     descending = None if order is None else ORDERS[_choice(params, "order", ORDERS, "desc")]
-    return web.json_response(await _read(request, _policies, since, until, sort, descending))
+    answer = await _cached_json(request, _policies, since, until, sort, descending)
+    return web.json_response(text=answer)
 
 
 @routes.get("/api/stats/policies/{name}")
 async def policy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     since, until = _window(_params(request, ("since", "until")))
-    found = await _read(request, _policy, name, since, until)
+    found = await _cached_json(request, _policy, name, since, until)
     if found is None:
         raise ApiError(404, f"No runs recorded for the policy {name[:80]!r} in this window.")
-    return web.json_response(found)
+    return web.json_response(text=found)
 
 
 @routes.get("/api/stats/files/{file_id}")
@@ -199,7 +223,7 @@ async def recent(request: web.Request) -> web.Response:
     params = _params(request, ("limit", "success_only"))
     limit = _limit(params, 10)
     success_only = _flag(params, "success_only")
-    return web.json_response(await _read(request, _recent, limit, success_only))
+    return web.json_response(text=await _cached_json(request, _recent, limit, success_only))
 
 
 @routes.get("/api/stats/trends")
@@ -207,7 +231,7 @@ async def trends(request: web.Request) -> web.Response:
     params = _params(request, ("since", "until", "bucket"))
     since, until = _window(params)
     bucket = _choice(params, "bucket", aggregates.TREND_BUCKETS, "day")
-    return web.json_response(await _read(request, _trends, since, until, bucket))
+    return web.json_response(text=await _cached_json(request, _trends, since, until, bucket))
 
 
 @routes.get("/api/stats/{stats_id}")
