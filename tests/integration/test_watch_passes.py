@@ -151,15 +151,39 @@ def test_a_file_another_vpo_holds_is_left_for_a_later_pass(
 def test_a_file_gone_from_the_folder_is_forgotten(
     watcher: Callable[..., Watcher], watched: Path, sample_files: list[SampleFile]
 ) -> None:
-    movie = watched / sample_files[0].path.name
-    shutil.copyfile(sample_files[0].path, movie)
-    _age(movie)
+    movie, other = watched / "movie.mkv", watched / "season" / "other.mkv"
+    other.parent.mkdir()
+    for target in (movie, other):
+        shutil.copyfile(sample_files[0].path, target)
+        _age(target)
     watch = watcher()
-    assert len(_ran(watch.run_pass())) == 1
+    assert len(_ran(watch.run_pass())) == 2
     kept = movie.read_bytes()
     movie.unlink()
-    assert watch.run_pass().files == 0
-    assert query(watched.parent / "vpo.db", "SELECT count(*) FROM watch_files")[0][0] == 0
-    movie.write_bytes(kept)  # the same file back: new again
+    assert watch.run_pass().files == 1
+    rows = query(watched.parent / "vpo.db", "SELECT path FROM watch_files")
+    assert [r[0] for r in rows] == [str(other)]
+    movie.write_bytes(kept)  # back, as a new file
     _age(movie)
-    assert len(_ran(watch.run_pass())) == 1
+    assert _ran(watch.run_pass()) == [("movie.mkv", True)]
+
+
+def test_a_library_that_vanishes_whole_is_not_forgotten(
+    watcher: Callable[..., Watcher], watched: Path, sample_files: list[SampleFile]
+) -> None:
+    """An unmounted share looks like an empty folder: when it is back, nothing runs again."""
+    show = watched / "show"
+    show.mkdir()
+    for n in range(2):
+        shutil.copyfile(sample_files[0].path, show / f"e{n}.mkv")
+        _age(show / f"e{n}.mkv")
+    watch = watcher()
+    assert len(_ran(watch.run_pass())) == 2
+    away = watched.parent / "away"
+    show.rename(away)  # the share goes away
+    gone = watch.run_pass()
+    assert gone.files == 0 and _ran(gone) == []
+    assert query(watched.parent / "vpo.db", "SELECT count(*) FROM watch_files")[0][0] == 2
+    away.rename(show)  # and comes back, unchanged
+    back = watch.run_pass()
+    assert back.settled == 2 and _ran(back) == []

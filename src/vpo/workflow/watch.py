@@ -94,6 +94,7 @@ class Watcher:
         self._settled: dict[str, watch_state.Settled] = {}
         self._last_seen: dict[str, Observed] = {}  # unsettled files, on the pass before
         self._reported: dict[str, Observed] = {}  # skips already logged, not repeated
+        self._listed: set[str] = set()  # folders listed by this pass
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -191,7 +192,8 @@ class Watcher:
 
     def _files(self) -> Iterator[tuple[Path, os.stat_result]]:
         """Video files under the roots with their status (hidden names skipped, as the
-        scan does; a symlink is followed to its file)."""
+        scan does; a symlink is followed to its file); `_listed` collects the folders."""
+        self._listed.clear()
         for root in self.roots:
             yield from self._walk(root)
 
@@ -201,6 +203,7 @@ class Watcher:
         except OSError as exc:
             log.warning("watch: cannot list %s: %s", path_text(folder), exc.strerror)
             return
+        self._listed.add(path_text(folder))
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -221,12 +224,26 @@ class Watcher:
                 yield real, status
 
     def _forget_gone(self, conn: sqlite3.Connection, seen: dict[str, Observed]) -> None:
-        roots = [path_text(r) for r in self.roots]
-        gone = [
-            key
-            for key in self._settled
-            if key not in seen and any(key.startswith(root.rstrip("/") + "/") for root in roots)
-        ]
+        """Forget settled files that are gone — only from folders listed in this pass, and
+        never under a root that showed no video file at all: an unmounted share looks like
+        an empty folder, and forgetting its library would run it all again."""
+        gone: list[str] = []
+        for root in (path_text(r).rstrip("/") + "/" for r in self.roots):
+            if not any(key.startswith(root) for key in seen):
+                if any(key.startswith(root) for key in self._settled):
+                    log.warning(
+                        "watch: no video files under %s now (unmounted?); what was settled "
+                        "there is kept",
+                        root,
+                    )
+                continue
+            gone += [
+                key
+                for key in self._settled
+                if key.startswith(root)
+                and key not in seen
+                and key.rsplit("/", 1)[0] in self._listed
+            ]
         if not gone:
             return
         try:
