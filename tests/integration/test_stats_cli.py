@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -347,3 +348,23 @@ def test_a_huge_or_zero_limit_is_a_usage_error(stats_db) -> None:
             result = stats(db, *command, "--limit", limit)
             assert result.exit_code == 2
             assert "Invalid value for '--limit'" in result.stderr
+
+
+def test_detail_links_the_trace_when_vpo_trace_url_is_set(stats_db) -> None:
+    db, ids = stats_db
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE processing_stats SET trace_id = ? WHERE id = ?", (trace_id, ids[0]))
+    conn.close()
+    plain = invoke("--db", db, "stats", "detail", ids[0], env={"COLUMNS": "200"}).stdout
+    assert "http" not in plain
+    jaeger = "http://localhost:16686/trace/{trace_id}"
+    linked = invoke(
+        "--db", db, "stats", "detail", ids[0], env={"COLUMNS": "200", "VPO_TRACE_URL": jaeger}
+    ).stdout
+    assert f"http://localhost:16686/trace/{trace_id}" in linked
+    appended = invoke(
+        "--db", db, "stats", "detail", ids[0], env={"COLUMNS": "200", "VPO_TRACE_URL": "http://t/"}
+    ).stdout
+    assert f"http://t/{trace_id}" in appended

@@ -26,6 +26,7 @@ from vpo.cli.output import (
 )
 from vpo.db.aggregates import PolicyStats, StatsSummary
 from vpo.db.history import RunItem
+from vpo.telemetry.trace_link import trace_url
 
 _GAP = "  "
 
@@ -295,6 +296,9 @@ def print_detail(run: dict[str, Any], *, show_actions: bool, show_performance: b
         ("Partial hash after", human_partial_hash(run["hash_after"])),
         ("Trace id", run["trace_id"] or MISSING),
     ]
+    link = trace_url(run["trace_id"])
+    if link is not None:
+        rows.append(("Trace", link))
     console = stdout_console()
     console.print(_pairs(f"Run {run['id']}", rows))
     if show_actions:
