@@ -61,7 +61,7 @@ class WatchJob:
         self.store.close()
 
 
-@click.command(short_help="Serve the statistics API, /healthz and /metrics.")
+@click.command(short_help="Serve the statistics API and /metrics; --watch keeps folders tidy.")
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -104,6 +104,7 @@ class WatchJob:
     type=click.IntRange(min=1, max=32),
     default=1,
     show_default=True,
+    metavar="N",
     help="Files --watch processes at once.",
 )
 @db_option
