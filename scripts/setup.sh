@@ -15,6 +15,7 @@ declare -A NEEDS=(
     [promtool]=prometheus  # promtool checks the /metrics exposition in the tests
     [strace]=strace  # the tests stop a tool at a chosen write
     [wrk]=wrk  # load generator of benchmarks/bench_server.py (it falls back to aiohttp)
+    [chromium]=chromium  # the dashboard tests drive the real page
 )
 
 PYTHON="${PYTHON:-python3}"

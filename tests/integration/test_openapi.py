@@ -3,6 +3,7 @@ routes of the application's router, which the answers of a live `vpo serve` over
 processed media conform to, status and body; and schemathesis, generating requests from
 the served document, finds no 500 and no answer outside it (docs/cli.md, `vpo serve`)."""
 
+import http.client
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,12 +178,30 @@ def test_answers_of_a_live_server_conform(served: Server, conformance: Conforman
     check(served, "GET", "/metrics", "/metrics")
     check(served, "GET", "/metrics", "/metrics", headers={"Accept": "application/openmetrics-text"})
     check(served, "GET", DOCUMENT, DOCUMENT)
+    files = "/api/library/files"
+    found = check(served, "GET", files, files + "?path=MKV&limit=3")
+    assert len(found["files"]) == 3
+    check(served, "GET", files, files + "?path=")  # 400
+    check(served, "GET", "/stats", "/stats?range=7d")
+    check(served, "GET", "/static/{name}", "/static/dashboard.js")
+    check(served, "GET", "/static/{name}", "/static/vendor/chart.umd.min.js")
+    check(served, "GET", "/static/{name}", "/static/no-such.js")  # 404
+    redirect = http.client.HTTPConnection(urllib.parse.urlsplit(served.url).netloc, timeout=10)
+    try:  # urllib would follow it
+        redirect.request("GET", "/")
+        answer = redirect.getresponse()
+        documented = conformance.document["paths"]["/"]["get"]["responses"]
+        assert answer.status == 302 and str(answer.status) in documented
+        assert answer.getheader("Location") == "/stats"
+    finally:
+        redirect.close()
     check(served, "GET", "/api/stats/recent", "/api/stats/recent?x=" + "a" * 5000)  # 414
     check(served, "DELETE", PURGE, PURGE + "?policy=x")  # no token configured: 403
     answered = {
         (method, template) for method, template, status in conformance.seen if status == 200
     }
-    assert set(OPERATIONS) - {("DELETE", PURGE)} <= answered, "every GET answers 200 here"
+    unasked = {("DELETE", PURGE), ("GET", "/")}  # "/" answers 302, checked above
+    assert set(OPERATIONS) - unasked <= answered, "every other GET answers 200 here"
 
 
 def test_the_purge_and_its_refusals_conform(guarded: Server, conformance: Conformance) -> None:  # noqa: F811

@@ -91,11 +91,17 @@ class Server:
 
 
 def start_server(
-    db: Path, cwd: Path, token: str | None = None, options: tuple[str, ...] = ()
+    db: Path,
+    cwd: Path,
+    token: str | None = None,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Server:
     """`vpo serve --port 0 OPTIONS` in `cwd`, with `VPO_API_TOKEN` set to `token` (unset
-    without one); the address is read from its "Serving on" line."""
-    env = {k: v for k, v in os.environ.items() if k != "VPO_API_TOKEN"}
+    without one) and `env` added to its environment (`VPO_TRACE_URL` only from there);
+    the address is read from its "Serving on" line."""
+    unset = ("VPO_API_TOKEN", "VPO_TRACE_URL")
+    env = {**{k: v for k, v in os.environ.items() if k not in unset}, **(env or {})}
     if token is not None:
         env["VPO_API_TOKEN"] = token
     process = subprocess.Popen(

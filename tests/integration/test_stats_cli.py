@@ -350,7 +350,9 @@ def test_a_huge_or_zero_limit_is_a_usage_error(stats_db) -> None:
             assert "Invalid value for '--limit'" in result.stderr
 
 
-def test_detail_links_the_trace_when_vpo_trace_url_is_set(stats_db) -> None:
+def test_detail_links_the_trace_when_vpo_trace_url_is_set(
+    stats_db, caplog: pytest.LogCaptureFixture
+) -> None:
     db, ids = stats_db
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     conn = sqlite3.connect(db)
@@ -364,7 +366,8 @@ def test_detail_links_the_trace_when_vpo_trace_url_is_set(stats_db) -> None:
         "--db", db, "stats", "detail", ids[0], env={"COLUMNS": "200", "VPO_TRACE_URL": jaeger}
     ).stdout
     assert f"http://localhost:16686/trace/{trace_id}" in linked
-    appended = invoke(
+    unusable = invoke(
         "--db", db, "stats", "detail", ids[0], env={"COLUMNS": "200", "VPO_TRACE_URL": "http://t/"}
-    ).stdout
-    assert f"http://t/{trace_id}" in appended
+    )
+    assert "http://t/" not in unusable.stdout  # no placeholder: no broken link, a warning
+    assert "VPO_TRACE_URL is ignored: it must be an http(s) URL holding {trace_id}" in (caplog.text)

@@ -279,6 +279,7 @@ async def _serve(
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             base = f"http://{shown}:{bound_port}"
             click.echo(f"Serving on {base}", err=True)
+            click.echo(f"  dashboard:      {base}/stats", err=True)
             click.echo(f"  statistics API: {base}/api/stats/summary", err=True)
             click.echo(f"  API document:   {base}/api/openapi.json", err=True)
             click.echo(f"  Prometheus:     {base}/metrics", err=True)

@@ -1,6 +1,7 @@
 """GET /api/stats/…: the answers of `vpo stats … --format json`, from the same view
-functions (vpo.db.aggregates, vpo.db.history), over HTTP; and GET /api/library/composition
-from the library totals of vpo.db.library (docs/cli.md, `vpo serve`).
+functions (vpo.db.aggregates, vpo.db.history), over HTTP; GET /api/library/composition
+from the library totals of vpo.db.library; and GET /api/library/files, the dashboard's
+search of files by a piece of their path (vpo.server.file_search) (docs/cli.md, `vpo serve`).
 
 Parameters are checked before any database work; each view runs in the read pool. The
 aggregate answers (summary, policies, trends, composition, recent runs) are kept, encoded,
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from vpo.db import aggregates, history, library
+from vpo.server import file_search
 from vpo.server.db import ReadPool
 from vpo.server.errors import ApiError
 from vpo.timefmt import parse_when
@@ -140,9 +142,12 @@ def _file(conn: sqlite3.Connection, file_id: str, limit: int) -> Any:
     return None if found is None else found.to_dict()
 
 
-def _recent(conn: sqlite3.Connection, limit: int, success_only: bool) -> Any:
-    runs = history.recent_runs(conn, limit, success=True if success_only else None)
-    return history.runs_answer(runs)
+def _recent(conn: sqlite3.Connection, limit: int, success: bool | None) -> Any:
+    return history.runs_answer(history.recent_runs(conn, limit, success=success))
+
+
+def _files(conn: sqlite3.Connection, text: str, limit: int) -> Any:
+    return file_search.files_answer(file_search.search_files(conn, text, limit))
 
 
 def _trends(
@@ -174,6 +179,18 @@ def _detail(conn: sqlite3.Connection, reference: str) -> Any:
 async def composition(request: web.Request) -> web.Response:
     _params(request, ())
     return web.json_response(text=await _cached_json(request, library.composition))
+
+
+@routes.get("/api/library/files")
+async def files(request: web.Request) -> web.Response:
+    params = _params(request, ("path", "limit"))
+    limit = _limit(params, 20)
+    text = params.get("path")
+    if text is None or not text.strip():
+        raise ApiError(400, "path must be some text to look for in the files' paths.")
+    if len(text) > file_search.MAX_PATH_TEXT:
+        raise ApiError(400, f"path must be at most {file_search.MAX_PATH_TEXT} characters.")
+    return web.json_response(await _read(request, _files, text, limit))
 
 
 @routes.get("/api/stats/summary")
@@ -220,10 +237,13 @@ async def file(request: web.Request) -> web.Response:
 
 @routes.get("/api/stats/recent")
 async def recent(request: web.Request) -> web.Response:
-    params = _params(request, ("limit", "success_only"))
+    params = _params(request, ("limit", "success_only", "failed_only"))
     limit = _limit(params, 10)
-    success_only = _flag(params, "success_only")
-    return web.json_response(text=await _cached_json(request, _recent, limit, success_only))
+    success_only, failed_only = _flag(params, "success_only"), _flag(params, "failed_only")
+    if success_only and failed_only:
+        raise ApiError(400, "success_only and failed_only cannot both be true.")
+    success = True if success_only else False if failed_only else None
+    return web.json_response(text=await _cached_json(request, _recent, limit, success))
 
 
 @routes.get("/api/stats/trends")

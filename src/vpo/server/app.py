@@ -1,6 +1,6 @@
-"""The aiohttp application of `vpo serve`: the statistics API, `/healthz`, `/metrics` and
-the API's OpenAPI document at `/api/openapi.json` (docs/cli.md, `vpo serve`; the metric
-names are those of docs/metrics.md)."""
+"""The aiohttp application of `vpo serve`: the statistics API, `/healthz`, `/metrics`, the
+API's OpenAPI document at `/api/openapi.json` and the dashboard page at `/stats`
+(docs/cli.md, `vpo serve`; the metric names are those of docs/metrics.md)."""
 
 import logging
 import sqlite3
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from vpo.server import api, openapi, writes
+from vpo.server import api, openapi, pages, writes
 from vpo.server.db import ReadPool, check_readable
 from vpo.server.errors import error_response, json_errors
 from vpo.telemetry.collector import LibraryCollector
@@ -31,11 +31,13 @@ def make_app(
     telemetry: "Telemetry | None" = None,
     read_threads: int = 4,
     api_token: str | None = None,
+    trace_url: str | None = None,
 ) -> web.Application:
     """The application reading `db_path` (which must exist: `vpo serve` creates and
     upgrades it first). `/metrics` serves `telemetry`'s registry — its live instruments
     and library collector — or, without one, a library collector alone. The purge is
-    enabled only with an `api_token` (`VPO_API_TOKEN`)."""
+    enabled only with an `api_token` (`VPO_API_TOKEN`). The dashboard links runs to their
+    traces with `trace_url`, or `VPO_TRACE_URL` without one (vpo.server.pages)."""
     path = Path(db_path)
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     pool = ReadPool(path, read_threads)
@@ -55,6 +57,7 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     app[openapi.DOCUMENT] = openapi.encoded()
     app.router.add_get("/api/openapi.json", openapi.serve)
+    pages.setup(app, trace_url)
 
     async def close_pool(_app: web.Application) -> None:
         writer.close()

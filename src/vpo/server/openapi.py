@@ -16,10 +16,11 @@ from pydantic import TypeAdapter
 
 import vpo
 from vpo.db import aggregates, history, stats
-from vpo.server import api, errors, writes
+from vpo.server import api, errors, file_search, pages, writes
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
+TEXT = {"type": "string"}
 Schema = dict[str, Any]
 
 DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi", bytes)
@@ -114,6 +115,7 @@ def _schemas() -> dict[str, Schema]:
         aggregates.TrendBucket,
         history.RunItem,
         history.FileHistory,
+        file_search.FoundFile,
     ):
         schemas[cls.__name__] = _generated(cls, schemas)
     _run_detail(schemas)
@@ -121,6 +123,7 @@ def _schemas() -> dict[str, Schema]:
     schemas.update(
         PolicyList=_object("PolicyList", policies=_array(_ref("PolicyStats"))),
         RecentRuns=_object("RecentRuns", items=_array(_ref("RunItem"))),
+        FileList=_object("FileList", files=_array(_ref("FoundFile"))),
         Trends=_object(
             "Trends",
             bucket={"type": "string", "enum": list(aggregates.TREND_BUCKETS)},
@@ -205,6 +208,67 @@ def _answer(schema: Schema, description: str, *errors: int) -> Schema:
     return {"responses": {"200": ok, **_errors(*errors)}}
 
 
+def _pages() -> dict[str, Schema]:
+    """The dashboard (vpo.server.pages): HTML and the files it loads, not JSON."""
+    ranges = {"type": "string", "enum": list(pages.RANGES), "default": pages.DEFAULT_RANGE}
+    html = {"text/html": {"schema": TEXT}}
+    assets = {content_type: {"schema": TEXT} for content_type in pages.STATIC_TYPES.values()}
+    etag = {"ETag": {"schema": TEXT, "description": "Send it back in If-None-Match."}}
+    return {
+        "/": {
+            "get": {
+                "operationId": "index",
+                "summary": "Redirects to the dashboard",
+                "responses": {
+                    "302": {
+                        "description": "To /stats.",
+                        "headers": {"Location": {"schema": {"const": "/stats"}}},
+                    },
+                    **_errors(414),
+                },
+            }
+        },
+        "/stats": {
+            "get": {
+                "operationId": "dashboard",
+                "summary": "The dashboard page (HTML; its script reads this API)",
+                "parameters": [
+                    _param(
+                        "query",
+                        "range",
+                        ranges,
+                        "The time range shown; an unknown one shows the default, saying so.",
+                    )
+                ],
+                "responses": {
+                    "200": {"description": "The page.", "content": html},
+                    **_errors(414),
+                },
+            }
+        },
+        "/static/{name}": {
+            "get": {
+                "operationId": "static",
+                "summary": "A script or stylesheet of the dashboard",
+                "parameters": [
+                    _param(
+                        "path",
+                        "name",
+                        TEXT,
+                        "dashboard.js, dashboard.css or vendor/chart.umd.min.js "
+                        "(the vendored Chart.js).",
+                    )
+                ],
+                "responses": {
+                    "200": {"description": "The file.", "content": assets, "headers": etag},
+                    "304": {"description": "Unchanged since the ETag sent.", "headers": etag},
+                    **_errors(404, 414),
+                },
+            }
+        },
+    }
+
+
 def _get(
     operation_id: str, summary: str, params: list[Schema], answer: Schema
 ) -> dict[str, Schema]:
@@ -271,6 +335,12 @@ def _paths() -> dict[str, Schema]:
                     flag,
                     f"Successful runs only; also {'/'.join(api.TRUE + api.FALSE)}, any case.",
                 ),
+                _param(
+                    "query",
+                    "failed_only",
+                    flag,
+                    "Failed runs only (400 together with success_only); as success_only.",
+                ),
             ],
             _answer(_ref("RecentRuns"), "The runs.", *READS),
         ),
@@ -305,6 +375,23 @@ def _paths() -> dict[str, Schema]:
                 **_answer(_ref("PurgeAnswer"), "What was deleted.", *READS, 401, 403),
             }
         },
+        "/api/library/files": _get(
+            "library_files",
+            "Library files whose path contains a text (ASCII case ignored), by path",
+            [
+                _param(
+                    "query",
+                    "path",
+                    {"type": "string", "minLength": 1, "maxLength": file_search.MAX_PATH_TEXT},
+                    "The text to look for; required, not only spaces.",
+                ),
+                {
+                    **_limit(20),
+                    "description": "How many files at most, in path order.",
+                },
+            ],
+            _answer(_ref("FileList"), "The files.", *READS),
+        ),
         "/api/library/composition": _get(
             "composition",
             "Files and tracks of the library by container, codec, resolution, language",
@@ -336,6 +423,7 @@ def _paths() -> dict[str, Schema]:
         "/api/openapi.json": _get(
             "openapi", "This document", [], _answer({"type": "object"}, "The document.", 414)
         ),
+        **_pages(),
     }
 
 
