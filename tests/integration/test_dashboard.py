@@ -467,12 +467,14 @@ def test_the_range_changes_the_cards_and_the_url_and_a_reload_keeps_it(
     page = tab()
     page.open(timed.url + "/stats?range=24h")
     assert page.cards()["card-runs"] == ("3", "2 successful · 1 failed")
+    assert page.page.locator("#recent-table tbody tr").count() == 3  # the range's runs only
     assert page.cards() == expected_cards(api(timed, "/api/stats/summary?since=24h"))
     for name, runs in (("all", "9"), ("365d", "7"), ("7d", "3")):
         page.page.click(f".ranges a[data-range='{name}']")
         page.page.wait_for_url(f"**/stats?range={name}")
         page.wait()
         assert page.text("#card-runs .value") == runs, name
+        assert page.page.locator("#recent-table tbody tr").count() == int(runs), name
     page.page.click(".ranges a[data-range='365d']")
     page.until("document.querySelector('#card-runs .value').textContent === '7'")
     page.wait()

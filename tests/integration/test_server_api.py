@@ -229,6 +229,10 @@ def test_file_recent_and_detail_equal_the_cli(server: Server) -> None:
     recent = ok(server, "/api/stats/recent?limit=7")
     assert recent == cli_json(server.db, "recent", "--limit", "7")
     assert ok(server, "/api/stats/recent") == cli_json(server.db, "recent")
+    middle = recent["items"][3]["processed_at"]
+    windowed = ok(server, f"/api/stats/recent?limit=100&until={urllib.parse.quote(middle)}")
+    assert windowed == cli_json(server.db, "recent", "--limit", "100", "--until", middle)
+    assert windowed["items"] and all(i["processed_at"] < middle for i in windowed["items"])
     successes = ok(server, "/api/stats/recent?limit=100&success_only=true")["items"]
     assert successes and all(run["success"] for run in successes)
     for run in recent["items"][:3]:

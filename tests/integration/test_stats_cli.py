@@ -221,6 +221,19 @@ def test_recent_lists_newest_first_and_filters_failures(stats_db) -> None:
     assert "failed" in table and "6.0 GiB" in table
 
 
+def test_recent_keeps_to_a_window(stats_db) -> None:
+    db, ids = stats_db
+    since, until = (EPOCH + days(2)).date().isoformat(), (EPOCH + days(40)).date().isoformat()
+    window = ("--since", since, "--until", until, "--format", "json")
+    items = json.loads(stats(db, "recent", *window).stdout)["items"]
+    assert [i["stats_id"] for i in items] == [ids[2], ids[1]]  # a bare --until takes its day
+    failed = json.loads(stats(db, "recent", "--failed", *window).stdout)["items"]
+    assert [i["stats_id"] for i in failed] == [ids[1]]
+    empty = stats(db, "recent", "--failed", "--since", (EPOCH + days(3)).isoformat())
+    assert empty.exit_code == 65 and "No failed runs recorded in this window." in empty.stderr
+    assert stats(db, "recent", "--since", until, "--until", since).exit_code == 2
+
+
 def test_dates_that_do_not_parse_name_the_option(stats_db) -> None:
     db, _ = stats_db
     for command, option in (

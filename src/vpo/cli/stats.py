@@ -193,20 +193,32 @@ def detail(
 @stats.command(short_help="The latest runs, newest first.")
 @limit_option(10)
 @click.option("--failed", is_flag=True, help="Only failed runs.")
+@window_options
 @format_option("table", "json", "csv")
 @db_option
 @click.pass_obj
-def recent(app: AppContext, limit: int, failed: bool, output_format: str) -> None:
-    """The latest runs across the library, newest first."""
+def recent(
+    app: AppContext,
+    limit: int,
+    failed: bool,
+    since: datetime | None,
+    until: datetime | None,
+    output_format: str,
+) -> None:
+    """The latest runs across the library, newest first (only those between --since and
+    --until when given)."""
     from vpo.db.history import recent_runs, runs_answer
 
+    _check_window(since, until)
     conn = app.connect_existing()
     try:
-        runs = recent_runs(conn, limit, success=False if failed else None)
+        runs = recent_runs(conn, limit, False if failed else None, since, until)
     finally:
         conn.close()
     if not runs:
-        raise NoStatisticsError("No failed runs recorded." if failed else "No runs recorded.")
+        what = "failed runs" if failed else "runs"
+        where = " in this window" if since is not None or until is not None else ""
+        raise NoStatisticsError(f"No {what} recorded{where}.")
     answer = runs_answer(runs)
     _emit(output_format, answer, answer["items"], lambda tables: tables.print_recent(runs))
 

@@ -8,10 +8,12 @@ dictionaries round floats as every JSON answer does (`vpo.db.aggregates.tidy`).
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from vpo.db.aggregates import tidy
 from vpo.errors import InvalidInputError, NoStatisticsError
+from vpo.timefmt import format_utc
 
 RUN_ID_PREFIX_MIN = 4  # hex digits: shorter prefixes match too many runs to be useful
 CANDIDATES_SHOWN = 10
@@ -90,17 +92,29 @@ def file_history(conn: sqlite3.Connection, file_id: int, limit: int | None = Non
 
 
 def recent_runs(
-    conn: sqlite3.Connection, limit: int = 10, success: bool | None = None
+    conn: sqlite3.Connection,
+    limit: int = 10,
+    success: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[RunItem]:
     """The latest runs across the library, newest first; only successes or only
-    failures when `success` says so."""
-    if success is None:
-        rows = conn.execute(_RUN_ITEM + "ORDER BY s.processed_at DESC LIMIT ?", (limit,))
-    else:
-        rows = conn.execute(
-            _RUN_ITEM + "WHERE s.success = ? ORDER BY s.processed_at DESC LIMIT ?",
-            (int(success), limit),
-        )
+    failures when `success` says so; only those started in [since, until) when given."""
+    where: list[str] = []
+    params: list[object] = []
+    if success is not None:
+        where.append("s.success = ?")
+        params.append(int(success))
+    if since is not None:
+        where.append("s.processed_at >= ?")
+        params.append(format_utc(since))
+    if until is not None:
+        where.append("s.processed_at < ?")
+        params.append(format_utc(until))
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    rows = conn.execute(
+        _RUN_ITEM + condition + "ORDER BY s.processed_at DESC LIMIT ?", (*params, limit)
+    )
     return [RunItem.from_row(row) for row in rows]
 
 

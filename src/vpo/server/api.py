@@ -142,8 +142,14 @@ def _file(conn: sqlite3.Connection, file_id: str, limit: int) -> Any:
     return None if found is None else found.to_dict()
 
 
-def _recent(conn: sqlite3.Connection, limit: int, success: bool | None) -> Any:
-    return history.runs_answer(history.recent_runs(conn, limit, success=success))
+def _recent(
+    conn: sqlite3.Connection,
+    limit: int,
+    success: bool | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Any:
+    return history.runs_answer(history.recent_runs(conn, limit, success, since, until))
 
 
 def _files(conn: sqlite3.Connection, text: str, limit: int) -> Any:
@@ -237,13 +243,15 @@ async def file(request: web.Request) -> web.Response:
 
 @routes.get("/api/stats/recent")
 async def recent(request: web.Request) -> web.Response:
-    params = _params(request, ("limit", "success_only", "failed_only"))
+    params = _params(request, ("limit", "success_only", "failed_only", "since", "until"))
     limit = _limit(params, 10)
+    since, until = _window(params)
     success_only, failed_only = _flag(params, "success_only"), _flag(params, "failed_only")
     if success_only and failed_only:
         raise ApiError(400, "success_only and failed_only cannot both be true.")
     success = True if success_only else False if failed_only else None
-    return web.json_response(text=await _cached_json(request, _recent, limit, success))
+    answer = await _cached_json(request, _recent, limit, success, since, until)
+    return web.json_response(text=answer)
 
 
 @routes.get("/api/stats/trends")

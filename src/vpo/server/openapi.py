@@ -341,6 +341,7 @@ def _paths() -> dict[str, Schema]:
                     flag,
                     "Failed runs only (400 together with success_only); as success_only.",
                 ),
+                *_window(),
             ],
             _answer(_ref("RecentRuns"), "The runs.", *READS),
         ),
