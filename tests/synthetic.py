@@ -191,6 +191,7 @@ def emit(tracer: Tracer, metrics: RunMetrics | None, run: SyntheticRun) -> None:
                 else {k: run.before[k] - run.after[k] for k in run.before},
                 video_transcoded=not failed,
                 audio_preserved=0 if failed else 1,
+                span_context=root.get_span_context(),
             )
         )
 

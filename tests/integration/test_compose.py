@@ -2,8 +2,8 @@
 engine: every path it mounts is in the repository, Prometheus scrapes the `vpo` service
 on the port VPO listens on, Grafana's provisioning points at what is mounted, every image
 is pinned, every port is published on loopback, and what the image runs — `vpo serve`
-with its options, the health check of `/healthz` — exists in VPO (METRICS.md, "How it is
-proven here"). `docker compose config` runs only where a compose client is installed."""
+with its options, the health check of `/healthz` — exists in VPO. `docker compose config`
+runs only where a compose client is installed."""
 
 import asyncio
 import json

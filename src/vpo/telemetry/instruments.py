@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.trace import SpanContext
+
+from vpo.telemetry.exemplars import RunExemplars
 
 # Bucket boundaries, in the unit of each instrument (the SDK defaults are for ms).
 DURATION_BUCKETS_S = (
@@ -100,12 +103,14 @@ class RunOutcome:
     video_skipped: bool = False
     audio_transcoded: int = 0
     audio_preserved: int = 0
+    span_context: SpanContext | None = None  # the run's root span: its exemplars' trace
 
 
 class RunMetrics:
     """Records the live instruments of docs/metrics.md for the runs of this process."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, exemplars: RunExemplars | None = None) -> None:
+        self._exemplars = exemplars  # the run's trace on the duration and files series
         self._files = meter.create_counter(FILES_PROCESSED, "{file}", "File runs finished")
         self._input = meter.create_counter(FILE_INPUT, "By", "Bytes of files before their run")
         self._output = meter.create_counter(FILE_OUTPUT, "By", "Bytes of files after their run")
@@ -134,6 +139,8 @@ class RunMetrics:
         self._size.record(run.size_before, {**policy, "stage": "before"})
         self._size.record(run.size_after, {**policy, "stage": "after"})
         self._duration.record(run.duration_seconds, status)
+        if self._exemplars is not None and run.span_context is not None:
+            self._exemplars.run_finished(status, run.duration_seconds, run.span_context)
         for track_type in ("audio", "subtitle", "attachment"):
             removed = run.tracks_removed.get(track_type, 0)
             self._removed.add(removed, {**policy, "track_type": track_type})

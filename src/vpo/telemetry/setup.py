@@ -41,9 +41,10 @@ from vpo import __version__
 from vpo.db.interrupted import MarkerStore
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.collector import LibraryCollector
+from vpo.telemetry.exemplars import ExemplarCollector, RunExemplars
 from vpo.telemetry.exporter import StatsSpanExporter
 from vpo.telemetry.inflight import RunMarkerProcessor
-from vpo.telemetry.instruments import METER_NAME, RunMetrics, views
+from vpo.telemetry.instruments import DURATION_BUCKETS_S, METER_NAME, RunMetrics, views
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def build_telemetry(
         shutdown_on_exit=False,  # one atexit hook per Telemetry, removed at its shutdown
     )
     tracer_provider.add_span_processor(RunMarkerProcessor(markers, lease_token))
+    exemplars = RunExemplars(DURATION_BUCKETS_S)
     tracer_provider.add_span_processor(
         BatchSpanProcessor(
             exporter,
@@ -166,24 +168,29 @@ def build_telemetry(
     )
     otlp_enabled = _add_otlp(tracer_provider) if otlp is not False else False
 
-    registry = CollectorRegistry(auto_describe=True)
-    reader = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+    # The reader fills a registry of its own; the one served sees its families through
+    # ExemplarCollector, which adds the runs' exemplars the exporter drops (exemplars.py).
+    instruments = CollectorRegistry()
+    reader = PrometheusMetricReader(scope_info_enabled=False, registry=instruments)
     meter_provider = MeterProvider(
         resource=resource,
         metric_readers=[reader],
         views=views(),
-        # The Prometheus text exposition carries no exemplars: sampling them inside every
-        # span would cost time for nothing.
+        # The SDK's exemplars never reach the exposition (the exporter drops them, and a
+        # reservoir forgets its exemplars at every collection): sampling them inside every
+        # span would cost time for nothing. RunExemplars keeps the two series' own.
         exemplar_filter=AlwaysOffExemplarFilter(),
         shutdown_on_exit=False,
     )
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ExemplarCollector(instruments, exemplars))
     registry.register(LibraryCollector(db_path))
     telemetry = Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         registry=registry,
         exporter=exporter,
-        metrics=RunMetrics(meter_provider.get_meter(METER_NAME, __version__)),
+        metrics=RunMetrics(meter_provider.get_meter(METER_NAME, __version__), exemplars),
         otlp_enabled=otlp_enabled,
         lease_token=lease_token,
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, Status, StatusCode
 
 from vpo.errors import VpoError
 from vpo.executor.matroska import identify_json
@@ -232,7 +232,7 @@ class _Run:
                 {attr.PHASES_COMPLETED: self.completed, attr.CHANGES_TOTAL: self.changes}
             )
             trace_id = format(root.get_span_context().trace_id, "032x")
-        self._record_metrics(error is None, time.monotonic() - started)
+        self._record_metrics(error is None, time.monotonic() - started, root.get_span_context())
         if escaped is not None:
             raise escaped
         return RunResult(
@@ -452,7 +452,7 @@ class _Run:
                 if not failed:
                     raise  # the run then fails with this error, and the batch stops
 
-    def _record_metrics(self, success: bool, seconds: float) -> None:
+    def _record_metrics(self, success: bool, seconds: float, span: SpanContext) -> None:
         before, after = self.before, self.after
         removed: dict[str, int] = {}
         if before is not None and after is not None:
@@ -471,6 +471,7 @@ class _Run:
                 video_skipped=bool(done and self.plan.video_skip_reason),  # type: ignore[union-attr]
                 audio_transcoded=self.plan.audio_transcoded if done else 0,  # type: ignore[union-attr]
                 audio_preserved=self.plan.audio_preserved if done else 0,  # type: ignore[union-attr]
+                span_context=span,
             )
         )
 
