@@ -46,6 +46,18 @@ def test_only_the_static_files_are_served_with_their_types(tmp_path: Path) -> No
             etag = script.headers["ETag"]
             again = await client.get("/static/dashboard.js", headers={"If-None-Match": etag})
             assert again.status == 304
+            source = (pages.STATIC / "vendor" / "chart.umd.min.js").read_bytes()
+            chart = "/static/vendor/chart.umd.min.js"
+            plain = await client.get(chart, headers={"Accept-Encoding": "identity"})
+            assert "Content-Encoding" not in plain.headers and await plain.read() == source
+            packed = await client.get(chart, headers={"Accept-Encoding": "gzip, br"})
+            assert packed.headers["Content-Encoding"] == "gzip"
+            assert packed.headers["Vary"] == "Accept-Encoding"
+            assert int(packed.headers["Content-Length"]) < len(source) // 2
+            assert await packed.read() == source  # the client unpacks it
+            assert packed.headers["ETag"] != plain.headers["ETag"]
+            cached = {"Accept-Encoding": "gzip", "If-None-Match": packed.headers["ETag"]}
+            assert (await client.get(chart, headers=cached)).status == 304
             for missing in ("/static/vendor/chart.js.LICENSE.md", "/static/../app.py"):
                 answer = await client.get(missing)
                 assert answer.status == 404 and "error" in await answer.json()

@@ -13,6 +13,7 @@ template or a missing static file fails the start, not a request, and no request
 ever reaches the file system.
 """
 
+import gzip
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -61,11 +62,13 @@ SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class Asset:
-    """One static file as served."""
+    """One static file as served, and gzipped once at start for the browsers that take it
+    (Chart.js goes from 210 KB to 71 KB: it matters on a phone over the LAN)."""
 
     body: bytes
     content_type: str
     etag: str
+    gzipped: bytes
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def _assets() -> dict[str, Asset]:
             continue
         body = path.read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        assets[path.relative_to(STATIC).as_posix()] = Asset(body, content_type, etag)
+        gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+        assets[path.relative_to(STATIC).as_posix()] = Asset(body, content_type, etag, gzipped)
     return assets
 
 
@@ -164,13 +168,21 @@ async def static(request: web.Request) -> web.Response:
     asset = request.app[PAGES].assets.get(name)
     if asset is None:
         raise web.HTTPNotFound()
+    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    etag = asset.etag[:-1] + '-gz"' if gzipped else asset.etag  # one tag per encoding
     headers = {
-        "ETag": asset.etag,
+        "ETag": etag,
         "Cache-Control": "no-cache",
+        "Vary": "Accept-Encoding",
         "X-Content-Type-Options": "nosniff",
     }
-    if asset.etag in request.headers.get("If-None-Match", ""):
+    if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     return web.Response(
-        body=asset.body, content_type=asset.content_type, charset="utf-8", headers=headers
+        body=asset.gzipped if gzipped else asset.body,
+        content_type=asset.content_type,
+        charset="utf-8",
+        headers=headers,
     )
