@@ -5,9 +5,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner, Result
 
@@ -148,3 +149,33 @@ def tool_running(name: str, argument: str) -> list[int]:
         if named and any(argument.encode() in part for part in cmdline):
             pids.append(int(entry.name))
     return pids
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`check()`'s first truthy answer, asked every 50 ms; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def assert_statistics_exact(db_path: Path) -> None:
+    """The rollups equal plain SQL over the runs, and no action or phase row lost its run."""
+    from vpo.db import open_database
+    from vpo.db.aggregates import plain_totals, window_totals
+
+    conn = open_database(db_path)
+    try:
+        for by in (None, "policy", "day"):
+            assert window_totals(conn, by=by) == plain_totals(conn, by=by), by
+        orphans = conn.execute(
+            "SELECT (SELECT count(*) FROM action_results WHERE stats_id NOT IN "
+            "(SELECT id FROM processing_stats)) + (SELECT count(*) FROM performance_metrics "
+            "WHERE stats_id NOT IN (SELECT id FROM processing_stats))"
+        ).fetchone()[0]
+        assert orphans == 0
+    finally:
+        conn.close()

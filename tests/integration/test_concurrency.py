@@ -9,10 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import CLEANUP, query
+from tests.helpers import CLEANUP, assert_statistics_exact, query
 from tests.integration.test_server_api import start_server
-from vpo.db import open_database
-from vpo.db.aggregates import plain_totals, window_totals
 from vpo.samples import SampleFile
 
 POLICY = Path(__file__).parents[2] / "examples" / "policies" / "cleanup-organize.yaml"
@@ -134,18 +132,7 @@ def test_watch_a_batch_and_purges_at_once_lose_nothing(
     assert _runs(db, "cleanup-organize") == per_folder
     assert _runs(db, "language-cleanup") == per_folder  # each watched file once
     assert query(db, "SELECT count(*) FROM watch_files")[0][0] == per_folder
-    conn = open_database(db)
-    try:
-        for by in (None, "policy", "day"):
-            assert window_totals(conn, by=by) == plain_totals(conn, by=by)
-        orphans = conn.execute(
-            "SELECT (SELECT count(*) FROM action_results WHERE stats_id NOT IN "
-            "(SELECT id FROM processing_stats)) + (SELECT count(*) FROM performance_metrics "
-            "WHERE stats_id NOT IN (SELECT id FROM processing_stats))"
-        ).fetchone()[0]
-        assert orphans == 0
-    finally:
-        conn.close()
+    assert_statistics_exact(db)
 
 
 def _runs(db: Path, policy: str) -> int:

@@ -7,8 +7,7 @@ the OpenTelemetry exporter alone writes."""
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Exemplar, Sample
 
-from tests.helpers import CLEANUP, query
+from tests.helpers import CLEANUP, query, wait_for
 from tests.integration.test_server_api import Server, start_server
 from vpo.db import open_database
 from vpo.samples import SampleFile
@@ -37,16 +36,6 @@ DURATION = "vpo_processing_duration_seconds"
 FILES = "vpo_files_processed"
 SAMPLES = ("movie-h264-multilang.mkv", "anime-hevc.mkv")
 HEX = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}")}
-
-
-def _wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 def _exemplars(text: str) -> dict[str, list[tuple[Sample, Exemplar]]]:
@@ -101,7 +90,7 @@ def watched(
             assert status == 200
             return _files_processed(text) == len(SAMPLES)
 
-        _wait_for(counted, 120, "both samples processed, recorded and counted")
+        wait_for(counted, 120, "both samples processed, recorded and counted")
         yield server
     finally:
         server.stop()

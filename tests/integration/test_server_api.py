@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import database_with_files, invoke, query
+from tests.helpers import assert_statistics_exact, database_with_files, invoke, query
 from tests.recorded import EPOCH, RunSpec, days, record
 from vpo.db import open_database, transaction
-from vpo.db.aggregates import plain_totals, trends, window_totals
+from vpo.db.aggregates import trends
 from vpo.db.stats import insert_run
 from vpo.timefmt import format_utc
 
@@ -498,18 +498,7 @@ def test_purge_with_the_token_deletes_what_the_cli_would_and_rollups_stay_exact(
     assert query(guarded.db, "SELECT count(*) FROM processing_stats")[0][0] == 12 - would["runs"]
     again = cli_json(guarded.db, "purge", "--policy", "cleanup", "--before", before, "--dry-run")
     assert again["runs"] == 0
-    conn = open_database(guarded.db)
-    try:
-        for by in (None, "policy", "day"):
-            assert window_totals(conn, by=by) == plain_totals(conn, by=by)
-        orphans = conn.execute(
-            "SELECT (SELECT count(*) FROM action_results WHERE stats_id NOT IN "
-            "(SELECT id FROM processing_stats)) + (SELECT count(*) FROM performance_metrics "
-            "WHERE stats_id NOT IN (SELECT id FROM processing_stats))"
-        ).fetchone()[0]
-        assert orphans == 0
-    finally:
-        conn.close()
+    assert_statistics_exact(guarded.db)
     # The server still reads the database it wrote, and agrees with the command line.
     assert ok(guarded, "/api/stats/summary")["total_files_processed"] == 12 - would["runs"]
     guarded.stop()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import CLEANUP, SLOW_TRANSCODE, dies_soon, query, tool_running
+from tests.helpers import CLEANUP, SLOW_TRANSCODE, dies_soon, query, tool_running, wait_for
 from tests.integration.test_server_api import Server, start_server
 from vpo.samples import SampleFile
 
@@ -29,16 +29,6 @@ def _sample(samples: list[SampleFile], name: str = MOVIE) -> Path:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 def _runs_of(db: Path, path: Path) -> list[Any]:
@@ -95,7 +85,7 @@ def test_a_copied_sample_is_processed_within_two_intervals(
     shutil.copyfile(_sample(sample_files), copied)  # a new mtime: waits one pass
     copied_at = time.time()
 
-    recent = _wait_for(
+    recent = wait_for(
         lambda: server.get("/api/stats/recent")[1]["items"], 4 * interval + 30, "a recorded run"
     )
     (run,) = recent
@@ -130,7 +120,7 @@ def test_a_growing_file_waits_until_it_holds_still(
     finished_at = time.time()
     assert "waiting: " + str(growing) in server.log()
 
-    (run,) = _wait_for(lambda: _runs_of(server.db, growing), 30, "the run once it held still")
+    (run,) = wait_for(lambda: _runs_of(server.db, growing), 30, "the run once it held still")
     assert run["success"] == 1, run["error_message"]
     assert _epoch(run["processed_at"]) >= finished_at
 
@@ -147,7 +137,7 @@ def test_sigterm_mid_transcode_interrupts_the_run_and_exits_0(
     slow = tmp_path / "slow.yaml"
     slow.write_text(SLOW_TRANSCODE)
     server = serve_watch(policy=slow, interval=0.5)
-    (ffmpeg,) = _wait_for(lambda: tool_running("ffmpeg", str(watched)), 60, "ffmpeg started")
+    (ffmpeg,) = wait_for(lambda: tool_running("ffmpeg", str(watched)), 60, "ffmpeg started")
 
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0

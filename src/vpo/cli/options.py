@@ -73,3 +73,16 @@ def limit_option(default: int) -> Callable[[F], F]:
         show_default=True,
         help="At most this many runs, newest first.",
     )
+
+
+def jobs_option(help_text: str) -> Callable[[F], F]:
+    """`--jobs N` / `-j N`: files processed at once, 1 to 32."""
+    return click.option(
+        "--jobs",
+        "-j",
+        type=click.IntRange(min=1, max=32),
+        default=1,
+        show_default=True,
+        metavar="N",
+        help=help_text,
+    )

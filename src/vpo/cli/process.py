@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from vpo.cli.context import AppContext, db_option
+from vpo.cli.options import jobs_option
 from vpo.cli.paths import require_paths
 
 if TYPE_CHECKING:
@@ -29,14 +30,7 @@ if TYPE_CHECKING:
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan of each file; change and record nothing."
 )
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(min=1, max=32),
-    default=1,
-    show_default=True,
-    help="Files processed at once.",
-)
+@jobs_option("Files processed at once.")
 @click.option(
     "--metrics-port",
     type=click.IntRange(min=0, max=65535),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from vpo.cli.context import AppContext, db_option
+from vpo.cli.options import jobs_option
 from vpo.errors import VpoError
 
 if TYPE_CHECKING:
@@ -98,15 +99,7 @@ class WatchJob:
     metavar="SECONDS",
     help="Time between the starts of two watch passes.",
 )
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(min=1, max=32),
-    default=1,
-    show_default=True,
-    metavar="N",
-    help="Files --watch processes at once.",
-)
+@jobs_option("Files --watch processes at once.")
 @db_option
 @click.pass_context
 def serve(

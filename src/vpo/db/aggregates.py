@@ -226,14 +226,16 @@ def plain_totals(
     """The same answer as `window_totals` by plain SQL over every run (slow; the
     reference the rollups are tested and benchmarked against)."""
     key = {None: "''", "policy": "policy_name", "day": "substr(processed_at, 1, 10)"}[by]
-    where, params = _time_filter(since, until, policy)
+    where, params = time_filter(since, until, policy)
     sql = f"SELECT {key} AS k, {raw_sums('s')} FROM processing_stats s WHERE {where} GROUP BY k"
     return {row[0]: _totals(row, 1) for row in conn.execute(sql, params) if row[1]}
 
 
-def _time_filter(
-    since: datetime | None, until: datetime | None, policy: str | None
+def time_filter(
+    since: datetime | None, until: datetime | None, policy: str | None = None
 ) -> tuple[str, list[Any]]:
+    """The WHERE condition (and its parameters) of the runs started in [since, until), of
+    `policy` when given; columns unqualified (`processed_at`, `policy_name`)."""
     where, params = ["1"], []
     if since is not None:
         where.append("processed_at >= ?")
@@ -254,7 +256,7 @@ def time_range(
     policy: str | None = None,
 ) -> tuple[str | None, str | None]:
     """The first and last `processed_at` in the window (two index seeks)."""
-    where, params = _time_filter(since, until, policy)
+    where, params = time_filter(since, until, policy)
     row = conn.execute(
         f"SELECT (SELECT min(processed_at) FROM processing_stats WHERE {where}), "
         f"(SELECT max(processed_at) FROM processing_stats WHERE {where})",

@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from vpo.db.aggregates import tidy
+from vpo.db.aggregates import tidy, time_filter
 from vpo.errors import InvalidInputError, NoStatisticsError
-from vpo.timefmt import format_utc
 
 RUN_ID_PREFIX_MIN = 4  # hex digits: shorter prefixes match too many runs to be useful
 CANDIDATES_SHOWN = 10
@@ -100,20 +99,12 @@ def recent_runs(
 ) -> list[RunItem]:
     """The latest runs across the library, newest first; only successes or only
     failures when `success` says so; only those started in [since, until) when given."""
-    where: list[str] = []
-    params: list[object] = []
+    where, params = time_filter(since, until)
     if success is not None:
-        where.append("s.success = ?")
+        where += " AND success = ?"
         params.append(int(success))
-    if since is not None:
-        where.append("s.processed_at >= ?")
-        params.append(format_utc(since))
-    if until is not None:
-        where.append("s.processed_at < ?")
-        params.append(format_utc(until))
-    condition = f"WHERE {' AND '.join(where)} " if where else ""
     rows = conn.execute(
-        _RUN_ITEM + condition + "ORDER BY s.processed_at DESC LIMIT ?", (*params, limit)
+        _RUN_ITEM + f"WHERE {where} ORDER BY s.processed_at DESC LIMIT ?", (*params, limit)
     )
     return [RunItem.from_row(row) for row in rows]
 
