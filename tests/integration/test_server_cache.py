@@ -143,6 +143,15 @@ def test_the_window_less_summary_is_that_of_the_whole_second_of_the_request(
     assert rolling["all"]["runs"] == summary["total_files_processed"] == 1
 
 
+def test_an_age_counts_back_from_the_whole_second_of_the_request(served: Server) -> None:
+    """So that every request within a second asks the same question (one cached answer)."""
+    asked = datetime.now(UTC).replace(microsecond=0)
+    since = ok(served, "/api/stats/summary?since=7d")["since"]
+    answered = datetime.now(UTC)
+    moment = datetime.fromisoformat(since.replace("Z", "+00:00")) + timedelta(days=7)
+    assert moment.microsecond == 0 and asked <= moment <= answered, (asked, moment, answered)
+
+
 def test_identical_questions_are_computed_once_until_something_is_committed(
     tmp_path: Path,
 ) -> None:

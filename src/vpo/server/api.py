@@ -62,8 +62,11 @@ def _window(params: dict[str, str]) -> tuple[datetime | None, datetime | None]:
 def _date(params: dict[str, str], name: str, *, end_of_day: bool) -> datetime | None:
     if name not in params:
         return None
+    # An age (`since=30d`) counts back from the current whole second, so every request
+    # within that second asks the same question and shares one cached answer.
+    now = datetime.now(UTC).replace(microsecond=0)
     try:
-        return parse_when(params[name], end_of_day=end_of_day)
+        return parse_when(params[name], now=now, end_of_day=end_of_day)
     except ValueError as exc:
         raise ApiError(400, f"{name}: {exc}.") from None
 
