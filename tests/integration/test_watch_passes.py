@@ -187,3 +187,26 @@ def test_a_library_that_vanishes_whole_is_not_forgotten(
     away.rename(show)  # and comes back, unchanged
     back = watch.run_pass()
     assert back.settled == 2 and _ran(back) == []
+
+
+def test_a_failed_run_settles_a_file_put_back_but_not_one_changed_meanwhile(
+    watched: Path, sample_files: list[SampleFile]
+) -> None:
+    """After a failed run the file's mtime may have moved: VPO put the original back (same
+    bytes: settled, not retried), or someone wrote to it (new work: not settled)."""
+    from vpo.media.hashing import partial_hash
+    from vpo.workflow.processor import RunResult
+    from vpo.workflow.watch import Observed, _changed_during_run
+
+    movie = watched / "movie.mkv"
+    shutil.copyfile(sample_files[0].path, movie)
+    _age(movie)
+    before = Observed.of(movie.stat())
+    failed = RunResult(movie, "id", False, "boom", hash_before=partial_hash(movie))
+    assert not _changed_during_run(failed, before, before)
+    movie.write_bytes(movie.read_bytes())  # the same bytes written back: a new mtime
+    put_back = Observed.of(movie.stat())
+    assert put_back != before and not _changed_during_run(failed, before, put_back)
+    with movie.open("r+b") as out:  # someone else's edit
+        out.write(b"\0" * 16)
+    assert _changed_during_run(failed, before, Observed.of(movie.stat()))

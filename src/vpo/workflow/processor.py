@@ -64,6 +64,7 @@ class RunResult:
     skipped: bool = False
     fatal: bool = False  # the database refused a write: the batch must stop
     trace_id: str | None = None  # 32 hex digits: the run's trace, for log lines and links
+    hash_before: str | None = None  # the file's partial hash when the run began
 
     @property
     def saved(self) -> int:
@@ -245,6 +246,7 @@ class _Run:
             self.changes,
             fatal=fatal,
             trace_id=trace_id,
+            hash_before=self.identity.partial_hash if self.identity is not None else None,
         )
 
     def _measure_before(self, root: Span) -> None:

@@ -255,9 +255,7 @@ class Watcher:
             del self._settled[key]
 
     def _process(self, due: list[tuple[Path, Observed]]) -> BatchReport:
-        before: dict[Path, tuple[Observed, str | None]] = {}
-        for path, observed in due:
-            before[path] = (observed, _hash_or_none(path))
+        before = dict(due)
 
         def finished(result: RunResult) -> None:
             self._finished(result, before.get(result.path))
@@ -272,7 +270,7 @@ class Watcher:
             stop_check=self._unrecordable,
         )
 
-    def _finished(self, result: RunResult, before: tuple[Observed, str | None] | None) -> None:
+    def _finished(self, result: RunResult, before: Observed | None) -> None:
         """Settle the file of a finished run, or leave it to come up again."""
         key = path_text(result.path)
         if result.skipped:
@@ -285,7 +283,7 @@ class Watcher:
             after = Observed.of(result.path.stat())
         except OSError:
             return  # gone already: the next pass forgets it
-        if not result.success and _changed_during_run(result.path, before, after):
+        if not result.success and _changed_during_run(result, before, after):
             return  # new work for a later pass, not a failure of this file as it is
         settled = watch_state.Settled(
             self.digest, after.size, after.mtime_ns, result.success, result.stats_id
@@ -298,11 +296,8 @@ class Watcher:
         self._settled[key] = settled
         self._reported.pop(key, None)
 
-    def _log_skip(
-        self, key: str, result: RunResult, before: tuple[Observed, str | None] | None
-    ) -> None:
+    def _log_skip(self, key: str, result: RunResult, observed: Observed | None) -> None:
         """A skipped file is tried again next pass; its reason is logged once per state."""
-        observed = before[0] if before is not None else None
         if observed is not None and self._reported.get(key) == observed:
             return
         if observed is not None:
@@ -324,14 +319,13 @@ def _log_run(key: str, result: RunResult) -> None:
         log.warning("run failed: %s: %s (%s)", key, result.error, ids)
 
 
-def _changed_during_run(
-    path: Path, before: tuple[Observed, str | None] | None, after: Observed
-) -> bool:
+def _changed_during_run(result: RunResult, before: Observed | None, after: Observed) -> bool:
     """Whether someone changed the file while its run failed. A file that merely moved on
-    was put back by VPO (the same bytes, a new mtime): that one is settled."""
-    if before is None or after == before[0]:
+    was put back by VPO (the same bytes as when the run began, a new mtime): that one is
+    settled."""
+    if before is None or after == before:
         return False
-    return before[1] is None or _hash_or_none(path) != before[1]
+    return result.hash_before is None or _hash_or_none(result.path) != result.hash_before
 
 
 def _hash_or_none(path: Path) -> str | None:
