@@ -37,6 +37,7 @@ class RunSpec:
     duration: float = 1.5
     actions: int = 0
     phases: int = 0
+    worker: str | None = None  # the host that ran it (None: not known)
 
 
 def record(spec: RunSpec) -> ProcessingStatsRecord:
@@ -66,6 +67,7 @@ def record(spec: RunSpec) -> ProcessingStatsRecord:
         video_transcode_skipped=spec.skipped,
         video_skip_reason="codec_matches" if spec.skipped else None,
         audio_tracks_transcoded=spec.audio_transcoded,
+        worker=spec.worker,
         actions=tuple(
             ActionResultRecord(
                 action_type="remove_track",

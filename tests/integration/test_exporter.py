@@ -2,6 +2,7 @@
 every row equals what its spans said, field by field, nothing missing or duplicated."""
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -88,6 +89,7 @@ def _expected_stats(
         "success": 0 if failed else 1,
         "error_message": root.status.description if failed else None,
         "trace_id": f"{root.context.trace_id:032x}",
+        "worker": socket.gethostname(),  # a local run: this host (the resource's host.name)
     }
 
 

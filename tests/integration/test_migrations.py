@@ -48,6 +48,7 @@ STATS_COLUMNS = {
         "success",
         "error_message",
         "trace_id",
+        "worker",
     ],
     "action_results": [
         "id",
@@ -77,6 +78,7 @@ STATS_COLUMNS = {
 }
 STATS_INDEXES = {  # the statistics indexes; version 4 adds the time to three of them
     "processing_stats": [
+        ["worker", "processed_at"],  # version 7
         ["file_id", "processed_at"],
         ["policy_name", "processed_at"],
         ["processed_at"],
@@ -270,6 +272,8 @@ RELEASED_STEPS = {
     3: "17d56eed4f748f663ffc893db2706872b0b373c733118084437f46a12529eb1c",
     4: "b727c112890b9581a37426f3a383f89bc9584e1de69de94ee90f9e943d8bee24",
     5: "e7b4f0394ffb1651c4263cfbd93139fbfd477679d4035cddcce0c9ec99ae5816",
+    6: "e99f542aa13c9cd8c65c060d250dad002e9c3944dcfa0b373386faaacdc051b7",
+    7: "4790400687c94ef9e5274eb6d105589674f389f08e55012f345da2f155a4e19a",
 }
 
 FILES = [  # id, path, size, container, scan_error, first video track (codec, width, height)
@@ -288,6 +292,8 @@ TRACKS = [  # file_id, index, type, codec, language, width, height
     (4, 0, "video", "mpeg4", "und", 720, 576),
     (4, 1, "attachment", None, "und", None, None),
 ]
+# From version 7 on, a run names its worker (host); r5 has none (an older VPO wrote it).
+WORKERS = {"r1": "nas", "r2": "nas", "r3": "gpu-box", "r4": "gpu-box"}
 RUNS = [  # id, file_id, processed_at, policy, size before/after, removed audio, target, ok
     ("r1", 1, "2025-12-31T23:59:59.999999Z", "cleanup", 6_000_000, 5_000_000, 1, None, 1),
     ("r2", 1, "2026-01-01T00:00:00.000000Z", "cleanup", 5_000_000, 5_000_000, 0, None, 0),
@@ -329,11 +335,18 @@ def test_the_rollups_are_what_the_live_measures_generate(tmp_path: Path) -> None
 
 
 def _fill(
-    conn: sqlite3.Connection, version: int, *, runs: bool = True, tools: bool | None = None
+    conn: sqlite3.Connection,
+    version: int,
+    *,
+    runs: bool = True,
+    tools: bool | None = None,
+    workers: bool | None = None,
 ) -> None:
     """The same library (and runs), written as a VPO at `version` would have stored them;
-    `tools`: whether the action rows name their tool call (a VPO at version 5 or later)."""
+    `tools`: whether the action rows name their tool call (a VPO at version 5 or later);
+    `workers`: whether the runs name their worker (a VPO at version 7 or later)."""
     tools = version >= 5 if tools is None else tools
+    workers = version >= 7 if workers is None else workers
     conn.execute("BEGIN")
     # From version 3 on, the scan stores the first video track on the file row too.
     video_columns = ", video_codec, video_width, video_height" if version >= 3 else ""
@@ -351,13 +364,16 @@ def _fill(
         TRACKS,
     )
     if runs and version >= 2:
+        # From version 7 on, a run names the host that ran it.
+        worker = (", worker", ", ?") if workers else ("", "")
         for run_id, file_id, at, policy, before, after, removed, target, ok in RUNS:
             conn.execute(
                 "INSERT INTO processing_stats (id, file_id, processed_at, policy_name, "
                 "size_before, size_after, size_change, audio_tracks_before, audio_tracks_after, "
                 "audio_tracks_removed, duration_seconds, phases_completed, phases_total, "
-                "total_changes, video_source_codec, video_target_codec, success, error_message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, 1.25, ?, 2, ?, 'h264', ?, ?, ?)",
+                "total_changes, video_source_codec, video_target_codec, success, "
+                f"error_message{worker[0]}) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, 1.25, ?, 2, ?, 'h264', ?, ?, ?{worker[1]})",
                 (
                     run_id,
                     file_id,
@@ -373,6 +389,7 @@ def _fill(
                     target,
                     ok,
                     None if ok else "mkvmerge failed",
+                    *((WORKERS.get(run_id),) if workers else ()),
                 ),
             )
             # From version 5 on, an action row names the tool call that did it.
@@ -419,7 +436,8 @@ def test_a_database_of_every_past_version_upgrades_to_the_fresh_schema(
     conn.close()
     fresh = tmp_path / "fresh.db"
     conn = open_database(fresh)
-    _fill(conn, SCHEMA_VERSION, runs=version >= 2, tools=version >= 5)  # what the old one holds
+    # what the old one holds
+    _fill(conn, SCHEMA_VERSION, runs=version >= 2, tools=version >= 5, workers=version >= 7)
     conn.close()
 
     open_database(old).close()
@@ -472,7 +490,7 @@ def test_version_4_action_rows_upgrade_to_5_without_a_tool_call(tmp_path: Path) 
     assert query(path, "PRAGMA user_version")[0][0] == 4
 
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn) == [5, 6]
+    assert migrate(conn) == [5, 6, 7]
     conn.close()
 
     after = query(path, rows_sql)

@@ -163,6 +163,11 @@ def test_answers_of_a_live_server_conform(served: Server, conformance: Conforman
     check(served, "GET", "/api/stats/recent", "/api/stats/recent?success_only=true")
     for bucket in ("day", "week", "month"):
         check(served, "GET", "/api/stats/trends", f"/api/stats/trends?bucket={bucket}")
+    workers = check(served, "GET", "/api/stats/workers", "/api/stats/workers")
+    check(served, "GET", "/api/stats/workers", "/api/stats/workers?since=2099-01-01")
+    for row in workers["workers"]:  # a local run's worker is this host
+        name = urllib.parse.quote(row["worker"], safe="")
+        check(served, "GET", "/api/stats/summary", f"/api/stats/summary?worker={name}")
     detail = "/api/stats/{stats_id}"
     states = 0
     for run in recent["items"]:
@@ -197,10 +202,12 @@ def test_answers_of_a_live_server_conform(served: Server, conformance: Conforman
         redirect.close()
     check(served, "GET", "/api/stats/recent", "/api/stats/recent?x=" + "a" * 5000)  # 414
     check(served, "DELETE", PURGE, PURGE + "?policy=x")  # no token configured: 403
+    check(served, "POST", "/v1/traces", "/v1/traces")  # no VPO_WORKER_TOKEN configured: 403
     answered = {
         (method, template) for method, template, status in conformance.seen if status == 200
     }
-    unasked = {("DELETE", PURGE), ("GET", "/")}  # "/" answers 302, checked above
+    # "/" answers 302, checked above; POST /v1/traces: tests/integration/test_otlp_ingest.py
+    unasked = {("DELETE", PURGE), ("POST", "/v1/traces"), ("GET", "/")}
     assert set(OPERATIONS) - unasked <= answered, "every other GET answers 200 here"
 
 

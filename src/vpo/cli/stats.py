@@ -40,23 +40,36 @@ def stats() -> None:
 
 @stats.command(short_help="Totals over all time or a window.")
 @window_options
+@click.option(
+    "--worker",
+    metavar="NAME",
+    help="Only the runs of the worker (host) NAME, as `vpo stats workers` lists them.",
+)
 @format_option("table", "json", "csv")
 @db_option
 @click.pass_obj
 def summary(
-    app: AppContext, since: datetime | None, until: datetime | None, output_format: str
+    app: AppContext,
+    since: datetime | None,
+    until: datetime | None,
+    worker: str | None,
+    output_format: str,
 ) -> None:
-    """Totals over all runs, or over the runs between --since and --until."""
+    """Totals over all runs, or over the runs between --since and --until.
+
+    With --worker, over that worker's runs only (summed from the runs themselves).
+    """
     from vpo.db.aggregates import summary as read_summary
 
     _check_window(since, until)
     conn = app.connect_existing()
     try:
-        result = read_summary(conn, since, until)
+        result = read_summary(conn, since, until, worker=worker)
     finally:
         conn.close()
     if result.total_files_processed == 0:
-        raise NoStatisticsError(f"No processing runs recorded{_window_text(since, until)}.")
+        whose = "" if worker is None else f" for the worker {worker!r}"
+        raise NoStatisticsError(f"No processing runs recorded{whose}{_window_text(since, until)}.")
     data = result.to_dict()
     csv_row = {k: v for k, v in data.items() if k != "rolling"}
     _emit(output_format, data, [csv_row], lambda tables: tables.print_summary(result))
@@ -105,6 +118,31 @@ def policy(
         dicts,
         lambda tables: tables.print_policy(rows[0]) if name else tables.print_policies(rows),
     )
+
+
+@stats.command(short_help="Statistics per worker (the host that ran the runs).")
+@window_options
+@format_option("table", "json", "csv")
+@db_option
+@click.pass_obj
+def workers(
+    app: AppContext, since: datetime | None, until: datetime | None, output_format: str
+) -> None:
+    """One row per worker — the host that ran the runs: runs, failures, bytes saved,
+    busy time and when it was last seen. Runs recorded before VPO kept the worker are
+    counted as "(unknown)"."""
+    from vpo.db.workers import worker_stats, workers_answer
+
+    _check_window(since, until)
+    conn = app.connect_existing()
+    try:
+        rows = worker_stats(conn, since, until)
+    finally:
+        conn.close()
+    if not rows:
+        raise NoStatisticsError(f"No processing runs recorded{_window_text(since, until)}.")
+    answer = workers_answer(rows)
+    _emit(output_format, answer, answer["workers"], lambda tables: tables.print_workers(rows))
 
 
 @stats.command(short_help="The runs of one file or folder (id or path).")

@@ -26,6 +26,7 @@ from vpo.cli.output import (
 )
 from vpo.db.aggregates import PolicyStats, StatsSummary
 from vpo.db.history import RunItem
+from vpo.db.workers import UNKNOWN_WORKER_LABEL, WorkerStats
 from vpo.telemetry.trace_link import trace_url
 
 _GAP = "  "
@@ -140,6 +141,24 @@ def print_policies(rows: list[PolicyStats]) -> None:
             f"{p.avg_savings_percent:.1f}%",
             human_duration(p.avg_processing_time),
             human_time(p.last_used)[:10],  # the day; `stats policy NAME` has the time
+        )
+    stdout_console().print(table)
+
+
+def print_workers(rows: list[WorkerStats]) -> None:
+    # Drawn like the policies: fits 80 columns; a long host name is folded, never cut.
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    table.add_column("worker", overflow="fold")
+    for column in ("runs", "failed", "saved", "busy", "last seen (UTC)"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for w in rows:
+        table.add_row(
+            Text(UNKNOWN_WORKER_LABEL if w.worker is None else w.worker),
+            f"{w.runs:,}",
+            f"{w.failures:,}",
+            human_size(w.total_size_saved),
+            human_duration(w.busy_seconds),
+            human_time(w.last_seen),
         )
     stdout_console().print(table)
 
@@ -278,6 +297,7 @@ def print_detail(run: dict[str, Any], *, show_actions: bool, show_performance: b
         ("File", f"{run['file_path']} (file {run['file_id']})"),
         ("Policy", run["policy_name"]),
         ("Started", f"{human_time(run['processed_at'], seconds=True)} UTC"),
+        ("Worker", run.get("worker") or UNKNOWN_WORKER_LABEL),
         ("Status", status),
         ("Size", f"{human_size(run['size_before'])} → {human_size(run['size_after'])}"),
         ("Saved", _saved(saved, percent)),

@@ -222,20 +222,28 @@ def plain_totals(
     *,
     policy: str | None = None,
     by: str | None = None,
+    worker: str | None = None,
 ) -> dict[str, Totals]:
     """The same answer as `window_totals` by plain SQL over every run (slow; the
-    reference the rollups are tested and benchmarked against)."""
+    reference the rollups are tested and benchmarked against). With `worker`, over that
+    worker's runs only — which the rollups, having no worker, cannot answer — read in
+    order from the (worker, processed_at) index."""
     key = {None: "''", "policy": "policy_name", "day": "substr(processed_at, 1, 10)"}[by]
-    where, params = time_filter(since, until, policy)
+    where, params = time_filter(since, until, policy, worker=worker)
     sql = f"SELECT {key} AS k, {raw_sums('s')} FROM processing_stats s WHERE {where} GROUP BY k"
     return {row[0]: _totals(row, 1) for row in conn.execute(sql, params) if row[1]}
 
 
 def time_filter(
-    since: datetime | None, until: datetime | None, policy: str | None = None
+    since: datetime | None,
+    until: datetime | None,
+    policy: str | None = None,
+    *,
+    worker: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE condition (and its parameters) of the runs started in [since, until), of
-    `policy` when given; columns unqualified (`processed_at`, `policy_name`)."""
+    `policy` and of `worker` when given; columns unqualified (`processed_at`,
+    `policy_name`, `worker`)."""
     where, params = ["1"], []
     if since is not None:
         where.append("processed_at >= ?")
@@ -246,6 +254,9 @@ def time_filter(
     if policy is not None:
         where.append("policy_name = ?")
         params.append(policy)
+    if worker is not None:
+        where.append("worker = ?")
+        params.append(worker)
     return " AND ".join(where), params
 
 
@@ -254,9 +265,11 @@ def time_range(
     since: datetime | None = None,
     until: datetime | None = None,
     policy: str | None = None,
+    *,
+    worker: str | None = None,
 ) -> tuple[str | None, str | None]:
     """The first and last `processed_at` in the window (two index seeks)."""
-    where, params = time_filter(since, until, policy)
+    where, params = time_filter(since, until, policy, worker=worker)
     row = conn.execute(
         f"SELECT (SELECT min(processed_at) FROM processing_stats WHERE {where}), "
         f"(SELECT max(processed_at) FROM processing_stats WHERE {where})",
@@ -281,13 +294,21 @@ def summary(
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
+    *,
+    worker: str | None = None,
 ) -> StatsSummary:
-    """Everything recorded in `[since, until)`; with no window, also rolling totals."""
-    totals = window_totals(conn, since, until).get("", Totals())
-    earliest, latest = time_range(conn, since, until)
+    """Everything recorded in `[since, until)`; with no window, also rolling totals.
+
+    With `worker`, the runs of that worker only: the rollups have no worker, so those
+    totals are summed from the runs themselves (`plain_totals`, by the worker's index)."""
+    if worker is None:
+        totals = window_totals(conn, since, until).get("", Totals())
+    else:
+        totals = plain_totals(conn, since, until, worker=worker).get("", Totals())
+    earliest, latest = time_range(conn, since, until, worker=worker)
     rolling = None
     if since is None and until is None:
-        rolling = rolling_totals(conn, now or datetime.now(UTC), all_time=totals)
+        rolling = rolling_totals(conn, now or datetime.now(UTC), all_time=totals, worker=worker)
     return StatsSummary(
         total_files_processed=totals.runs,
         total_successful=totals.successes,
@@ -314,10 +335,14 @@ def summary(
 
 
 def rolling_totals(
-    conn: sqlite3.Connection, now: datetime, all_time: Totals | None = None
+    conn: sqlite3.Connection,
+    now: datetime,
+    all_time: Totals | None = None,
+    *,
+    worker: str | None = None,
 ) -> list[RollingTotal]:
     """Today (since 00:00 UTC), the last 7, 30 and 365 days, and all time (`all_time`
-    when the caller has just read it)."""
+    when the caller has just read it); of `worker`'s runs only when given."""
     result = []
     for period, length in ROLLING_PERIODS:
         if period == "today":
@@ -326,6 +351,8 @@ def rolling_totals(
             start = None if length is None else now - length
         if start is None and all_time is not None:
             totals = all_time
+        elif worker is not None:
+            totals = plain_totals(conn, start, worker=worker).get("", Totals())
         else:
             totals = window_totals(conn, start).get("", Totals())
         result.append(

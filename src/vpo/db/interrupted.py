@@ -381,6 +381,7 @@ def _record_interrupted(
         hash_after=hash_after,
         video_source_codec=_str(known.get("video_source_codec")),
         trace_id=marker.trace_id,
+        worker=marker.host or None,  # the host that ran it, as its marker says
         **counts,
     )
     try:

@@ -14,6 +14,7 @@ from vpo.db.schema import (
     V4_STATISTICS_ROLLUPS,
     V5_ACTION_TOOL_CALLS,
     V6_WATCH_FILES,
+    V7_RUN_WORKERS,
 )
 
 
@@ -35,6 +36,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "statistics rollups per policy and hour/day/month", V4_STATISTICS_ROLLUPS),
     Migration(5, "action_results: the tool call that did each action", V5_ACTION_TOOL_CALLS),
     Migration(6, "watch_files: what watch mode has settled", V6_WATCH_FILES),
+    Migration(7, "processing_stats: the worker (host) that ran each run", V7_RUN_WORKERS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -5,7 +5,8 @@ must not be computed from code that may change later (the measures, the resoluti
 classes), or a new database would get a different schema than an upgraded one.
 Version 1 holds the library (files, tracks); version 2 adds the statistics tables;
 version 3 library totals; version 4 the statistics rollups; version 5 the tool call of
-each action; version 6 what watch mode has settled.
+each action; version 6 what watch mode has settled; version 7 the worker (host) of each
+run.
 """
 
 V1_LIBRARY = """
@@ -598,4 +599,12 @@ CREATE TABLE watch_files (
     stats_id TEXT,
     settled_at TEXT NOT NULL
 ) WITHOUT ROWID;
+"""
+
+# Version 7: the worker — the host that ran each run (docs/statistics.md), so runs can be
+# counted per worker (`vpo stats workers`). NULL for runs recorded before: their host is
+# not known. The index serves a worker's runs in a window in time order.
+V7_RUN_WORKERS = """
+ALTER TABLE processing_stats ADD COLUMN worker TEXT;
+CREATE INDEX idx_stats_worker ON processing_stats(worker, processed_at);
 """

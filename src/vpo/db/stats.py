@@ -116,6 +116,8 @@ class ProcessingStatsRecord:
     hash_after: str | None = None
     error_message: str | None = None
     trace_id: str | None = None
+    # The host that ran the run (docs/statistics.md, "Workers"); None: not known.
+    worker: str | None = None
     actions: tuple[ActionResultRecord, ...] = field(default=(), compare=False)
     phases: tuple[PerformanceMetricRecord, ...] = field(default=(), compare=False)
 
@@ -186,10 +188,20 @@ class ProcessingStatsRecord:
 _STATS_COLUMNS = [
     f.name for f in fields(ProcessingStatsRecord) if f.name not in {"actions", "phases"}
 ]
-_INSERT_STATS = (  # column names from the dataclass above, never from input
-    f"INSERT INTO processing_stats ({', '.join(_STATS_COLUMNS)}, size_change) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _STATS_COLUMNS)}, ?)"
-)
+# Without a worker the column is left out (it is NULL either way), so a run without one
+# can still be written to a database made before version 7 (the tests' old databases).
+_STATS_COLUMNS_NO_WORKER = [name for name in _STATS_COLUMNS if name != "worker"]
+
+
+def _insert_stats(columns: list[str]) -> str:
+    return (  # column names from the dataclass above, never from input
+        f"INSERT INTO processing_stats ({', '.join(columns)}, size_change) "  # noqa: S608
+        f"VALUES ({', '.join('?' for _ in columns)}, ?)"
+    )
+
+
+_INSERT_STATS = _insert_stats(_STATS_COLUMNS)
+_INSERT_STATS_NO_WORKER = _insert_stats(_STATS_COLUMNS_NO_WORKER)
 _INSERT_ACTION = (
     "INSERT INTO action_results (stats_id, action_type, track_type, track_index, before_state, "
     "after_state, success, duration_ms, rule_reference, message, tool, tool_call) "
@@ -209,8 +221,13 @@ def insert_run(conn: sqlite3.Connection, run: ProcessingStatsRecord) -> None:
     problems = run.problems()
     if problems:
         raise InvalidRecordError("; ".join(problems))
-    values = [getattr(run, name) for name in _STATS_COLUMNS]
-    conn.execute(_INSERT_STATS, [*_sql_values(values), run.size_change])
+    columns, sql = (
+        (_STATS_COLUMNS, _INSERT_STATS)
+        if run.worker is not None
+        else (_STATS_COLUMNS_NO_WORKER, _INSERT_STATS_NO_WORKER)
+    )
+    values = [getattr(run, name) for name in columns]
+    conn.execute(sql, [*_sql_values(values), run.size_change])
     if run.actions:  # many runs of a tidy library have none: no statement for nothing
         conn.executemany(
             _INSERT_ACTION,

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vpo.db import aggregates, history, library
+from vpo.db import aggregates, history, library, workers
 from vpo.server import file_search
 from vpo.server.db import ReadPool
 from vpo.server.errors import ApiError
@@ -27,6 +27,7 @@ POOL: web.AppKey[ReadPool] = web.AppKey("pool", ReadPool)
 
 MAX_LIMIT = 100
 MAX_RUN_ID = 64  # characters; longer is no id (and is not quoted back)
+MAX_WORKER = 255  # characters of a worker (host) name
 POLICY_SORTS = ("policy_name", "files_processed", "total_size_saved", "last_used")
 ORDERS = {"asc": False, "desc": True}
 TRUE = ("1", "true", "yes")
@@ -118,8 +119,13 @@ def _summary(
     since: datetime | None,
     until: datetime | None,
     now: datetime | None,
+    worker: str | None = None,
 ) -> Any:
-    return aggregates.summary(conn, since, until, now).to_dict()
+    return aggregates.summary(conn, since, until, now, worker=worker).to_dict()
+
+
+def _workers(conn: sqlite3.Connection, since: datetime | None, until: datetime | None) -> Any:
+    return workers.workers_answer(workers.worker_stats(conn, since, until))
 
 
 def _policies(
@@ -204,11 +210,22 @@ async def files(request: web.Request) -> web.Response:
 
 @routes.get("/api/stats/summary")
 async def summary(request: web.Request) -> web.Response:
-    since, until = _window(_params(request, ("since", "until")))
+    params = _params(request, ("since", "until", "worker"))
+    since, until = _window(params)
+    worker = params.get("worker")
+    if worker is not None and len(worker) > MAX_WORKER:
+        raise ApiError(400, f"worker must be a host name of at most {MAX_WORKER} characters.")
     # Without a window the rolling totals depend on the clock: they are those of this
     # whole second, so one answer serves the second (and says so in its `since` values).
     now = datetime.now(UTC).replace(microsecond=0) if since is None and until is None else None
-    return web.json_response(text=await _cached_json(request, _summary, since, until, now))
+    answer = await _cached_json(request, _summary, since, until, now, worker)
+    return web.json_response(text=answer)
+
+
+@routes.get("/api/stats/workers")
+async def worker_list(request: web.Request) -> web.Response:
+    since, until = _window(_params(request, ("since", "until")))
+    return web.json_response(text=await _cached_json(request, _workers, since, until))
 
 
 @routes.get("/api/stats/policies")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from vpo.server import api, openapi, pages, writes
+from vpo.server import api, openapi, otlp_ingest, pages, writes
 from vpo.server.db import ReadPool, check_readable
 from vpo.server.errors import error_response, json_errors
 from vpo.telemetry.collector import LibraryCollector
@@ -58,6 +58,7 @@ def make_app(
     app[openapi.DOCUMENT] = openapi.encoded()
     app.router.add_get("/api/openapi.json", openapi.serve)
     pages.setup(app, trace_url)
+    otlp_ingest.setup(app, path, telemetry)  # POST /v1/traces (VPO_WORKER_TOKEN)
 
     async def close_pool(_app: web.Application) -> None:
         writer.close()

@@ -15,8 +15,8 @@ from aiohttp import web
 from pydantic import TypeAdapter
 
 import vpo
-from vpo.db import aggregates, history, stats
-from vpo.server import api, errors, file_search, pages, writes
+from vpo.db import aggregates, history, stats, workers
+from vpo.server import api, errors, file_search, otlp_ingest, pages, writes
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -114,6 +114,7 @@ def _schemas() -> dict[str, Schema]:
         aggregates.PolicyStats,
         aggregates.TrendBucket,
         history.RunItem,
+        workers.WorkerStats,
         history.FileHistory,
         file_search.FoundFile,
     ):
@@ -124,6 +125,7 @@ def _schemas() -> dict[str, Schema]:
         PolicyList=_object("PolicyList", policies=_array(_ref("PolicyStats"))),
         RecentRuns=_object("RecentRuns", items=_array(_ref("RunItem"))),
         FileList=_object("FileList", files=_array(_ref("FoundFile"))),
+        WorkerList=_object("WorkerList", workers=_array(_ref("WorkerStats"))),
         Trends=_object(
             "Trends",
             bucket={"type": "string", "enum": list(aggregates.TREND_BUCKETS)},
@@ -277,6 +279,78 @@ def _get(
     }
 
 
+def _otlp_traces() -> dict[str, Schema]:
+    """POST /v1/traces (vpo.server.otlp_ingest): OTLP/HTTP, so its answers follow the OTLP
+    specification, in the request's format: protobuf for a protobuf request, else JSON
+    (errors then carry VPO's `error` and the google.rpc.Status `code` and `message`)."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    error = {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "code": {"type": "integer"},
+            "message": {"type": "string"},
+        },
+        "required": ["error"],
+        "additionalProperties": False,
+    }
+    partial = {
+        "type": "object",
+        "properties": {
+            "rejectedSpans": {"type": ["string", "integer"]},
+            "errorMessage": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+    refusals = {
+        400: "The body does not parse as an ExportTraceServiceRequest.",
+        401: "No or a wrong bearer token.",
+        403: f"Trace ingestion is disabled: the server has no {otlp_ingest.TOKEN_VARIABLE}.",
+        413: f"The body is larger than {otlp_ingest.MAX_BODY_BYTES // 2**20} MiB once inflated.",
+        414: f"The query string is longer than {errors.MAX_QUERY_BYTES} bytes.",
+        415: "Another content type than application/x-protobuf or application/json.",
+        503: "The database cannot be written or read now; retry after Retry-After seconds.",
+    }
+    responses: dict[str, Schema] = {
+        "200": {
+            "description": "An ExportTraceServiceResponse; `partialSuccess` counts the spans "
+            "refused because they break the span contract (docs/statistics.md).",
+            "content": {
+                otlp_ingest.PROTOBUF: binary,
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"partialSuccess": partial},
+                        "additionalProperties": False,
+                    }
+                },
+            },
+        }
+    }
+    for status, description in refusals.items():
+        response: Schema = {
+            "description": description,
+            "content": {otlp_ingest.PROTOBUF: binary, JSON: {"schema": error}},
+        }
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": {"const": "Bearer"}}}
+        responses[str(status)] = response
+    return {
+        otlp_ingest.PATH: {
+            "post": {
+                "operationId": "otlp_traces",
+                "summary": "OTLP/HTTP trace ingestion from workers (needs the worker token)",
+                "security": [{"workerAuth": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {otlp_ingest.PROTOBUF: binary, JSON: {"schema": {"type": "object"}}},
+                },
+                "responses": responses,
+            }
+        }
+    }
+
+
 def _paths() -> dict[str, Schema]:
     """One entry per route of app.py's router, each with what its handler checks."""
     sort = {"type": "string", "enum": list(api.POLICY_SORTS), "default": "files_processed"}
@@ -289,8 +363,22 @@ def _paths() -> dict[str, Schema]:
         "/api/stats/summary": _get(
             "summary",
             "Totals of the runs in the window (`vpo stats summary`)",
-            _window(),
+            [
+                *_window(),
+                _param(
+                    "query",
+                    "worker",
+                    {"type": "string", "maxLength": api.MAX_WORKER},
+                    "Only the runs of this worker (host), summed from the runs themselves.",
+                ),
+            ],
             _answer(_ref("StatsSummary"), "The summary.", *READS),
+        ),
+        "/api/stats/workers": _get(
+            "workers",
+            "One row per worker (host) with runs in the window (`vpo stats workers`)",
+            _window(),
+            _answer(_ref("WorkerList"), "The workers; null: runs of no known worker.", *READS),
         ),
         "/api/stats/policies": _get(
             "policies",
@@ -425,6 +513,7 @@ def _paths() -> dict[str, Schema]:
             "openapi", "This document", [], _answer({"type": "object"}, "The document.", 414)
         ),
         **_pages(),
+        **_otlp_traces(),
     }
 
 
@@ -446,7 +535,13 @@ def build() -> Schema:
                     "scheme": "bearer",
                     "description": f"The server's {writes.TOKEN_VARIABLE}; without one "
                     "destructive endpoints answer 403.",
-                }
+                },
+                "workerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": f"The server's {otlp_ingest.TOKEN_VARIABLE}; without one "
+                    "POST /v1/traces answers 403.",
+                },
             },
         },
     }

@@ -40,6 +40,12 @@ AUDIO_PRESERVED = "vpo.audio.preserved"
 PHASES_COMPLETED = "vpo.phases.completed"
 CHANGES_TOTAL = "vpo.changes.total"
 
+# vpo.process_file — optional: the worker, the host that ran the run. When the root lacks
+# it the exporter takes the `host.name` of the span's resource (setup.py puts this host's
+# name there; spans a remote worker sends carry its own), else the exporter's own host.
+WORKER = "vpo.worker"
+HOST_NAME = "host.name"  # a resource attribute (OpenTelemetry semantic conventions)
+
 # vpo.phase
 PHASE_NAME = "vpo.phase.name"
 BYTES_READ = "vpo.phase.bytes_read"

@@ -22,6 +22,7 @@ waiting for a database that never comes back.
 """
 
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -59,6 +60,8 @@ class StatsSpanExporter(SpanExporter):
     ) -> None:
         self.db_path = Path(db_path)
         self.markers = markers or MarkerStore(db_path)
+        # The worker of runs whose spans name no host (docs/statistics.md, "Workers").
+        self.host = socket.gethostname()
         # How long a flush keeps trying a locked database, and how long writes may fail
         # on a lock before recording counts as failing.
         self.patience = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
@@ -208,7 +211,7 @@ class StatsSpanExporter(SpanExporter):
                 actions.append(child)  # an action outside any phase still belongs to the run
         stats_id = (root.attributes or {}).get(attr.STATS_ID)
         try:
-            built = build_run(root, phases, actions)
+            built = build_run(root, phases, actions, default_worker=self.host)
         except Exception as exc:  # a bug in whoever described the run: this run alone
             self._report(f"refused a run that breaks the data model (a bug): {exc}")
             if isinstance(stats_id, str):

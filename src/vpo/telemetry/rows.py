@@ -41,9 +41,12 @@ def build_run(
     root: ReadableSpan,
     phases: Sequence[ReadableSpan],
     actions: Sequence[ReadableSpan],
+    *,
+    default_worker: str | None = None,
 ) -> BuiltRun:
     """The record of the run whose root is `root`; raises `InvalidRecordError` if the root
-    itself cannot make a valid row."""
+    itself cannot make a valid row. The worker is the root's `vpo.worker`, else its
+    resource's `host.name`, else `default_worker` (the exporter's host)."""
     a = root.attributes or {}
     refused: list[str] = []
     phase_rows = _valid([_phase_row(p) for p in sorted(phases, key=_start)], refused, "phase")
@@ -85,6 +88,7 @@ def build_run(
         hash_before=_str(a, attr.HASH_BEFORE),
         hash_after=_str(a, attr.HASH_AFTER),
         trace_id=format(root.context.trace_id, "032x") if root.context else None,
+        worker=_worker(root, default_worker),
         actions=tuple(action_rows),
         phases=tuple(phase_rows),
         **counts,
@@ -93,6 +97,20 @@ def build_run(
     if problems:
         raise InvalidRecordError(f"run {stats_id}: " + "; ".join(problems))
     return BuiltRun(record, refused)
+
+
+MAX_WORKER_CHARS = 255  # a host name is at most 253; spans from afar are not trusted
+
+
+def _worker(root: ReadableSpan, default: str | None) -> str | None:
+    value = (root.attributes or {}).get(attr.WORKER)
+    if isinstance(value, str) and value:
+        return value[:MAX_WORKER_CHARS]
+    resource = getattr(root, "resource", None)
+    host = resource.attributes.get(attr.HOST_NAME) if resource is not None else None
+    if isinstance(host, str) and host:
+        return host[:MAX_WORKER_CHARS]
+    return default
 
 
 def _phase_row(span: ReadableSpan) -> PerformanceMetricRecord:

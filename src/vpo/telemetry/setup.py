@@ -18,6 +18,7 @@ import atexit
 import gc
 import logging
 import os
+import socket
 import threading
 import weakref
 from collections import OrderedDict
@@ -236,11 +237,14 @@ def _lease_token(db_path: str | Path) -> str | None:
 
 
 def _resource() -> Resource:
-    """service.name=vpo and the version, unless OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES
-    say otherwise (`Resource.create` reads them; explicit values would win, so only
-    defaults that the environment does not set are passed)."""
+    """service.name=vpo, the version and host.name (the worker of each run), unless
+    OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES say otherwise (`Resource.create` reads
+    them; explicit values would win, so only defaults that the environment does not set
+    are passed)."""
     from_environment = Resource.create({})
     defaults = {SERVICE_VERSION: __version__}
+    if not from_environment.attributes.get(attr.HOST_NAME):
+        defaults[attr.HOST_NAME] = socket.gethostname()
     if str(from_environment.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         defaults[SERVICE_NAME] = "vpo"
     return Resource.create(defaults)

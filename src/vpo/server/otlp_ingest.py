@@ -1,0 +1,482 @@
+"""POST /v1/traces: OTLP/HTTP trace ingestion from workers (docs/cli.md, `vpo serve`).
+
+A worker exports its spans over OTLP/HTTP; the server converts them back into
+`ReadableSpan`s (vpo.telemetry.otlp_spans) and hands them to the same
+`StatsSpanExporter` that records its own runs, so the span contract stays the only
+interface between the work and the statistics, across machines (docs/statistics.md).
+
+- Bodies: `application/x-protobuf` (an ExportTraceServiceRequest) or `application/json`
+  (OTLP/JSON: hex ids); gzip or deflate `Content-Encoding` (aiohttp inflates it). The
+  body is read here, not by aiohttp, with its own bound (`MAX_BODY_BYTES`, counted after
+  inflating, so a small gzip bomb is refused too); the other routes keep the app-wide
+  64 KiB bound. At most `CONCURRENT_BODIES` bodies are held at once.
+- Auth: `Authorization: Bearer <VPO_WORKER_TOKEN>`, compared in constant time and never
+  logged; without a token configured the route answers 403 saying how to enable it.
+- Answers (the OTLP/HTTP specification): 200 with an ExportTraceServiceResponse in the
+  request's format — `partial_success` counts the spans refused because they break the
+  span contract and says why; 400 a body that does not parse; 401/403 the token; 413 too
+  large; 415 another content type; 503 (with Retry-After) while the database cannot be
+  written — the runs are kept and a retry answers 200 once they are stored. An error
+  body is a `google.rpc.Status` in protobuf for a protobuf request; otherwise JSON holding
+  both VPO's `error` sentence and the Status fields `code` and `message`.
+- Idempotent: a run is its `vpo.stats.id`. A run already stored (or already handed to
+  the exporter by this server) is not fed again, so a batch sent twice — a retry after a
+  lost 200 — stores each run once and answers 200 both times.
+
+Parsing, conversion and the exporter's SQLite write run in one thread of their own, one
+request at a time (which also makes the duplicate check race-free), never on the loop.
+"""
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from vpo.errors import DatabaseError
+from vpo.server.db import connect_read_only
+from vpo.telemetry import attributes as attr
+from vpo.telemetry import otlp_spans
+from vpo.telemetry.exporter import StatsSpanExporter
+from vpo.telemetry.rows import build_run
+
+if TYPE_CHECKING:
+    from vpo.telemetry.setup import Telemetry
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/traces"
+TOKEN_VARIABLE = "VPO_WORKER_TOKEN"  # noqa: S105 - the variable's name, not a token
+ENABLE_HINT = (
+    f"Trace ingestion is disabled: set {TOKEN_VARIABLE} in the server's environment and "
+    "have the workers send it as 'Authorization: Bearer <token>'."
+)
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MAX_BODY_BYTES = 16 * 1024 * 1024  # per request, after inflating
+CONCURRENT_BODIES = 4  # bodies read and held at once (memory: 4 x 16 MiB at most)
+READ_CHUNK = 256 * 1024
+RETRY_AFTER_SECONDS = 5
+REMEMBERED_RUNS = 100_000  # stats ids handed to the exporter, for the duplicate check
+REMEMBERED_SPANS = 200_000  # span ids of finished runs, so a late resent child is dropped
+SHOWN_PROBLEMS = 5  # reasons quoted in a partial_success message
+_SQL_CHUNK = 500
+
+# google.rpc.Code of each refusal (the OTLP/HTTP error body is a google.rpc.Status).
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 503: 14}
+_OUR_SPANS = (attr.PROCESS_FILE, attr.PHASE, attr.ACTION)
+
+
+@dataclass
+class Outcome:
+    """What became of one request's spans."""
+
+    stored: bool = True  # False: the database cannot be written now (runs kept)
+    runs: int = 0  # runs handed to the exporter
+    duplicates: int = 0  # runs already stored or already handed over
+    rejected: int = 0  # spans refused: they break the span contract
+    problems: list[str] = field(default_factory=list)
+
+    def message(self) -> str:
+        if not self.rejected:
+            return ""
+        shown = "; ".join(self.problems[:SHOWN_PROBLEMS])
+        more = len(self.problems) - SHOWN_PROBLEMS
+        return f"{self.rejected} span(s) break the VPO span contract: {shown}" + (
+            f"; … and {more} more" if more > 0 else ""
+        )
+
+
+class Refused(Exception):
+    """An answer other than 200, in the request's format."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.close = close  # the body was not read to its end: close the connection
+
+
+class Ingest:
+    """Feeds spans received over OTLP to a `StatsSpanExporter`, one request at a time in
+    a thread of its own, dropping runs it has already stored."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        exporter: StatsSpanExporter,
+        token: str | None,
+        owns_exporter: bool = False,
+    ) -> None:
+        self.db_path = db_path
+        self.exporter = exporter
+        self.token = token or None  # an empty variable configures nothing
+        self.owns_exporter = owns_exporter
+        self.slots = asyncio.Semaphore(CONCURRENT_BODIES)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vpo-otlp")
+        self._conn: sqlite3.Connection | None = None  # used by the executor's thread only
+        self._fed: OrderedDict[str, None] = OrderedDict()
+        self._finished: OrderedDict[int, None] = OrderedDict()  # span ids of stored runs
+        self._parent_of: OrderedDict[int, int | None] = OrderedDict()  # children handed over
+
+    async def receive(self, body: bytes, content_type: str) -> Outcome:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._receive, body, content_type)
+
+    def close(self) -> None:
+        """Let a running request finish; refuse new ones."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.owns_exporter:
+            self.exporter.shutdown()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- in the ingest thread -----------------------------------------------------------
+
+    def _receive(self, body: bytes, content_type: str) -> Outcome:
+        if content_type == PROTOBUF:
+            request = otlp_spans.parse_protobuf(body)
+        else:
+            request = otlp_spans.parse_json(body)
+        return self.ingest(list(otlp_spans.readable_spans(request)))
+
+    def ingest(self, spans: Sequence[ReadableSpan]) -> Outcome:
+        """Hand the runs of `spans` not seen before to the exporter (call it from one
+        thread at a time)."""
+        outcome = Outcome()
+        ours: list[ReadableSpan] = []
+        for span in spans:
+            if span.name not in _OUR_SPANS:
+                continue  # other instrumentation: accepted, not recorded
+            if otlp_spans.well_formed(span):
+                ours.append(span)
+            else:
+                outcome.rejected += 1
+                outcome.problems.append(f"a {span.name} span without valid trace and span ids")
+        children: dict[int, list[ReadableSpan]] = {}
+        for span in ours:
+            if span.name != attr.PROCESS_FILE and span.parent is not None:
+                children.setdefault(span.parent.span_id, []).append(span)
+        roots = [span for span in ours if span.name == attr.PROCESS_FILE]
+        stored = self._stored_runs(
+            [
+                r
+                for r in (_attributes(root).get(attr.STATS_ID) for root in roots)
+                if isinstance(r, str)
+            ]
+        )
+        files = self._known_files(
+            {f for f in (_attributes(root).get(attr.FILE_ID) for root in roots) if _is_int(f)}
+        )
+        skipped: set[int] = set()  # span ids of runs not fed (duplicates)
+        fed_runs: list[tuple[ReadableSpan, list[ReadableSpan]]] = []
+        for root in roots:
+            family = _descendants(root, children)
+            stats_id = _attributes(root).get(attr.STATS_ID)
+            if isinstance(stats_id, str) and (stats_id in self._fed or stats_id in stored):
+                outcome.duplicates += 1
+                skipped.update(_span_id(s) for s in (root, *family))
+                continue
+            problem = _contract_problem(root, family, files)
+            if problem is not None:
+                outcome.rejected += (1 + len(family)) if problem[0] else len(problem[1])
+                outcome.problems.extend(problem[1])
+            if isinstance(stats_id, str):
+                _remember(self._fed, stats_id, REMEMBERED_RUNS)
+            fed_runs.append((root, family))
+        parents = {
+            _span_id(span): span.parent.span_id
+            for span in ours
+            if span.name != attr.PROCESS_FILE and span.parent is not None
+        }
+        fresh = [
+            span
+            for span in ours
+            if _span_id(span) not in skipped and not self._late(_span_id(span), parents, skipped)
+        ]
+        for root, family in fed_runs:
+            for span in (root, *family):
+                _remember(self._finished, _span_id(span), REMEMBERED_SPANS)
+        for span in fresh:
+            if span.name != attr.PROCESS_FILE and span.parent is not None:
+                _remember(self._parent_of, _span_id(span), REMEMBERED_SPANS, span.parent.span_id)
+        outcome.runs = len(fed_runs)
+        # Always called, even with nothing fresh: it also retries runs kept from before.
+        outcome.stored = self.exporter.export(fresh) is SpanExportResult.SUCCESS
+        return outcome
+
+    def _late(self, span_id: int, parents: dict[int, int], skipped: set[int]) -> bool:
+        """Whether a phase or action belongs to a run already stored or dropped as a
+        duplicate (resent after its root): such a span is dropped, not kept waiting in
+        the exporter for a root that never comes again. Its ancestors are looked up in
+        this request and among the children handed over before."""
+        ancestor = parents.get(span_id)
+        for _depth in range(8):  # root → phase → action: a few levels at most
+            if ancestor is None:
+                return False
+            if ancestor in self._finished or ancestor in skipped:
+                skipped.add(span_id)
+                return True
+            ancestor = parents.get(ancestor, self._parent_of.get(ancestor))
+        return False
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect_read_only(self.db_path)
+        return self._conn
+
+    def _stored_runs(self, stats_ids: Sequence[str]) -> set[str]:
+        """Which of `stats_ids` are stored — except rows of runs recorded as interrupted,
+        which the real run replaces (the exporter does that)."""
+        found: set[str] = set()
+        for chunk in _chunks(list(dict.fromkeys(stats_ids))):
+            marks = ",".join("?" * len(chunk))  # placeholders only: the ids are parameters
+            rows = self._connection().execute(
+                f"SELECT id, success, error_message FROM processing_stats WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            for stats_id, success, error in rows:
+                if success or not str(error or "").startswith("interrupted:"):
+                    found.add(stats_id)
+        return found
+
+    def _known_files(self, file_ids: set[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(sorted(file_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = self._connection().execute(
+                f"SELECT id FROM files WHERE id IN ({marks})",  # noqa: S608 - placeholders
+                chunk,
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+
+def _attributes(span: ReadableSpan) -> dict:
+    return dict(span.attributes or {})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _span_id(span: ReadableSpan) -> int:
+    return span.context.span_id  # type: ignore[union-attr] - checked by well_formed
+
+
+def _descendants(root: ReadableSpan, children: dict[int, list[ReadableSpan]]) -> list[ReadableSpan]:
+    found: list[ReadableSpan] = []
+    stack = [_span_id(root)]
+    seen = set(stack)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if _span_id(child) not in seen:
+                seen.add(_span_id(child))
+                found.append(child)
+                stack.append(_span_id(child))
+    return found
+
+
+def _contract_problem(
+    root: ReadableSpan, family: list[ReadableSpan], files: set[int]
+) -> tuple[bool, list[str]] | None:
+    """None when the run makes valid rows; else (whether the whole run is refused, why).
+    The same `build_run` as the exporter's, plus the file the run names."""
+    phases = [s for s in family if s.name == attr.PHASE]
+    actions = [s for s in family if s.name == attr.ACTION]
+    try:
+        built = build_run(root, phases, actions)
+    except Exception as exc:
+        return True, [str(exc)]
+    if built.record.file_id not in files:
+        return True, [
+            f"run {built.record.id}: file id {built.record.file_id} is not in the library"
+        ]
+    if built.refused:
+        return False, [f"run {built.record.id}: {problem}" for problem in built.refused]
+    return None
+
+
+def _remember(memory: OrderedDict, key: object, bound: int, value: object = None) -> None:
+    memory[key] = value
+    memory.move_to_end(key)
+    while len(memory) > bound:
+        memory.popitem(last=False)
+
+
+def _chunks(items: list) -> Iterable[list]:
+    for start in range(0, len(items), _SQL_CHUNK):
+        yield items[start : start + _SQL_CHUNK]
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+INGEST: web.AppKey[Ingest] = web.AppKey("otlp_ingest", Ingest)
+
+
+def setup(app: web.Application, db_path: Path, telemetry: "Telemetry | None") -> None:
+    """Route POST /v1/traces to the exporter of `telemetry` (or, without one, to an
+    exporter of its own on `db_path`); the token comes from VPO_WORKER_TOKEN."""
+    if telemetry is not None:
+        ingest = Ingest(db_path, telemetry.exporter, os.environ.get(TOKEN_VARIABLE))
+    else:
+        exporter = StatsSpanExporter(db_path)
+        ingest = Ingest(db_path, exporter, os.environ.get(TOKEN_VARIABLE), owns_exporter=True)
+    app[INGEST] = ingest
+    app.router.add_post(PATH, traces)
+
+    async def close(_app: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, ingest.close)
+
+    app.on_cleanup.append(close)
+
+
+async def traces(request: web.Request) -> web.Response:
+    """Receive one ExportTraceServiceRequest (the module's docstring says how)."""
+    ingest = request.app[INGEST]
+    answer_format = PROTOBUF if request.content_type == PROTOBUF else JSON
+    try:
+        _authorize(request, ingest.token)
+        if request.content_type not in (PROTOBUF, JSON):
+            raise Refused(
+                415,
+                f"Send OTLP as {PROTOBUF} or {JSON}, not {request.content_type[:60] or 'nothing'}.",
+            )
+        length = request.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            raise Refused(413, _too_large(), close=True)
+        async with ingest.slots:
+            body = await _read_body(request)
+            try:
+                outcome = await ingest.receive(body, request.content_type)
+            except otlp_spans.InvalidRequest as exc:
+                raise Refused(400, f"Cannot read the body: {exc}.") from None
+            except (sqlite3.Error, DatabaseError) as exc:
+                log.error("POST %s: cannot read the database: %s", PATH, exc)
+                raise Refused(
+                    503,
+                    f"The database cannot be read now: {exc}.",
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                ) from None
+    except Refused as refused:
+        response = _refusal(refused, answer_format)
+        if refused.close:
+            # The rest of the body is not wanted: send the answer, then close the
+            # connection, rather than let aiohttp read (and inflate) the rest to discard it.
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+        return response
+    if outcome.rejected:
+        log.warning("POST %s: %s", PATH, outcome.message())
+    if not outcome.stored:
+        return _refusal(
+            Refused(
+                503,
+                "The statistics database cannot be written now; the runs are kept and a retry "
+                "succeeds once they are stored.",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ),
+            answer_format,
+        )
+    if answer_format == PROTOBUF:
+        body = otlp_spans.response_protobuf(outcome.rejected, outcome.message())
+    else:
+        body = otlp_spans.response_json(outcome.rejected, outcome.message())
+    return web.Response(body=body, content_type=answer_format)
+
+
+def _authorize(request: web.Request, token: str | None) -> None:
+    """403 when no token is configured, 401 unless the request carries it (as writes.py)."""
+    if token is None:
+        raise Refused(403, ENABLE_HINT)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    offered = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        offered, token.encode("utf-8", "surrogateescape")
+    ):
+        raise Refused(
+            401,
+            "This endpoint needs 'Authorization: Bearer <token>' with the server's "
+            f"{TOKEN_VARIABLE}.",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _too_large() -> str:
+    return f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB once inflated."
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The (inflated) body, refused past MAX_BODY_BYTES without reading further."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise Refused(413, _too_large(), close=True)
+            chunks.append(chunk)
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        raise Refused(400, f"Cannot read the body: {_one_line(exc)}.", close=True) from None
+    return b"".join(chunks)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".")
+
+
+def _refusal(refused: Refused, answer_format: str) -> web.Response:
+    code = _RPC_CODES.get(refused.status, 2)
+    if answer_format == PROTOBUF:
+        body = _status_protobuf(code, refused.message)
+    else:
+        body = json.dumps(
+            {"error": refused.message, "code": code, "message": refused.message}
+        ).encode()
+    response = web.Response(
+        status=refused.status, body=body, content_type=answer_format, headers=refused.headers
+    )
+    if refused.close:
+        response.force_close()
+    return response
+
+
+def _status_protobuf(code: int, message: str) -> bytes:
+    """A `google.rpc.Status` {code = 1, message = 2} in protobuf wire format (written by
+    hand: googleapis-common-protos is not a dependency of the server)."""
+    text = message.encode()
+    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
