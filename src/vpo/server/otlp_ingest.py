@@ -28,7 +28,6 @@ request at a time (which also makes the duplicate check race-free), never on the
 """
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from vpo.errors import DatabaseError
+from vpo.server import tokens
 from vpo.server.db import connect_read_only
 from vpo.telemetry import attributes as attr
 from vpo.telemetry import otlp_spans
@@ -411,11 +411,7 @@ def _authorize(request: web.Request, token: str | None) -> None:
     """403 when no token is configured, 401 unless the request carries it (as writes.py)."""
     if token is None:
         raise Refused(403, ENABLE_HINT)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    offered = given.strip().encode("utf-8", "surrogateescape")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        offered, token.encode("utf-8", "surrogateescape")
-    ):
+    if not tokens.carries(request, token):
         raise Refused(
             401,
             "This endpoint needs 'Authorization: Bearer <token>' with the server's "

@@ -9,7 +9,6 @@ read-write connection of its own: writes are one at a time and never on the loop
 """
 
 import asyncio
-import hmac
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from vpo.db.connection import open_database
 from vpo.db.purge import PurgeCounts, PurgeFilter, purge
+from vpo.server import tokens
 from vpo.server.errors import ApiError
 from vpo.timefmt import format_utc, parse_when
 
@@ -66,12 +66,7 @@ def authorize(request: web.Request) -> None:
     token = request.app[WRITER].token
     if token is None:
         raise ApiError(403, ENABLE_HINT)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Header bytes that are not UTF-8 arrive as surrogates; they must be a 401, not a 500.
-    offered = given.strip().encode("utf-8", "surrogateescape")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        offered, token.encode("utf-8", "surrogateescape")
-    ):
+    if not tokens.carries(request, token):
         raise ApiError(
             401,
             "This endpoint needs 'Authorization: Bearer <token>' with the server's "

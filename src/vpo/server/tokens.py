@@ -1,0 +1,15 @@
+"""Bearer tokens of the endpoints that change things (the purge: `VPO_API_TOKEN`; runs
+sent by workers: `VPO_WORKER_TOKEN`): compared in constant time, never logged."""
+
+import hmac
+
+from aiohttp import web
+
+
+def carries(request: web.Request, token: str) -> bool:
+    """Whether the request says `Authorization: Bearer <token>`. Header bytes that are
+    not UTF-8 arrive as surrogates: they are a mismatch, never an error."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    offered = given.strip().encode("utf-8", "surrogateescape")
+    expected = token.encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(offered, expected)
