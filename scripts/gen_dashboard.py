@@ -407,6 +407,51 @@ def _work() -> list[Any]:
     ]
 
 
+def _workers() -> list[Any]:
+    # The live metrics have no worker label: Prometheus's `instance` label names each
+    # scraped VPO process, so a process that Prometheus does not scrape is not shown.
+    return [
+        _series(
+            "Runs per second by instance and status",
+            "File runs finished per second by each scraped VPO process (Prometheus's instance "
+            "label), success or failure. Only processes whose /metrics Prometheus scrapes show.",
+            "ops",
+            [
+                _query(
+                    f"sum by (instance, status) (rate(vpo_files_processed_total{{{SELP}}}[{RI}]))",
+                    "{{instance}} {{status}}",
+                )
+            ],
+            width=8,
+            stacked=True,
+        ),
+        _series(
+            "Failures per second by instance",
+            "File runs that failed per second, by scraped VPO process (instance); 0 for a "
+            "process whose runs all succeeded.",
+            "ops",
+            [
+                _query(
+                    # `or 0 * …`: a process with runs and no failure has no failure series.
+                    f"sum by (instance) "
+                    f'(rate(vpo_files_processed_total{{{SELP}, status="failure"}}[{RI}]))'
+                    f" or 0 * sum by (instance) (rate(vpo_files_processed_total{{{SELP}}}[{RI}]))",
+                    "{{instance}}",
+                )
+            ],
+            width=8,
+        ),
+        _series(
+            "In progress by instance",
+            "Runs each scraped VPO process (instance) has started and not yet finished.",
+            "short",
+            [_query(f"sum by (instance) (vpo_files_in_progress{{{SEL}}})", "{{instance}}")],
+            width=8,
+            stacked=True,
+        ),
+    ]
+
+
 def _library() -> list[Any]:
     return [
         _bars(
@@ -467,6 +512,7 @@ ROWS = (
     ("Overview", _overview),
     ("Savings", _savings),
     ("Work", _work),
+    ("Workers", _workers),
     ("Library", _library),
 )
 

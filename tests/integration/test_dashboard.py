@@ -1,6 +1,6 @@
 """The dashboard page of `vpo serve` (/stats) in a real headless Chromium (Debian's), against
 live servers: what a person reads on it — cards in the page's units, charts with drawn
-marks, tables, a run's detail, a file's runs — equals what the API answers; the time range
+marks, tables (policies, workers), a run's detail, a file's runs — equals what the API answers; the time range
 lives in the URL; a fresh or unreadable database says so; markup in user data stays text;
 no request leaves 127.0.0.1; and desk and phone screenshots are kept as artifacts."""
 
@@ -26,6 +26,7 @@ from tests.recorded import RunSpec, record
 from vpo.cli.output import human_duration, human_size
 from vpo.db import open_database, transaction
 from vpo.db.stats import insert_run
+from vpo.db.workers import UNKNOWN_WORKER_LABEL
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -41,9 +42,10 @@ ARGS = [
 TRACE = "http://localhost:16686/trace/{trace_id}"
 MARKUP_POLICY = "<img src=x onerror=alert(1)>"
 MARKUP_PATH = "/library/<b>bold</b> & co.mkv"
+MARKUP_WORKER = "<img src=x onerror=alert(1)>"
 DESK = {"width": 1920, "height": 1080}
 PHONE = {"width": 390, "height": 844}
-CHARTS = ("saved", "runs", "policies", "tracks", "containers", "codecs", "resolutions")
+CHARTS = ("saved", "runs", "policies", "tracks", "containers", "codecs", "resolutions", "workers")
 TIMEOUT_MS = 15_000
 
 
@@ -82,6 +84,21 @@ def expected_cards(s: dict[str, Any]) -> dict[str, tuple[str, str]]:
             f"{human_duration(s['total_processing_time'])} in all",
         ),
     }
+
+
+def expected_workers(workers: list[dict[str, Any]]) -> list[list[str]]:
+    """The worker table's cells, written from a /api/stats/workers answer."""
+    return [
+        [
+            UNKNOWN_WORKER_LABEL if w["worker"] is None else w["worker"],
+            count(w["runs"]),
+            count(w["failures"]),
+            human_size(w["total_size_saved"]),
+            human_duration(w["busy_seconds"]),
+            w["last_seen"][:16].replace("T", " "),
+        ]
+        for w in workers
+    ]
 
 
 # -- the browser ---------------------------------------------------------------------------------
@@ -125,6 +142,12 @@ class Tab:
 
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text().strip()
+
+    def workers(self) -> list[list[str]]:
+        return self.page.eval_on_selector_all(
+            "#worker-table tbody tr",
+            "rows => rows.map(r => Array.from(r.cells, c => c.textContent))",
+        )
 
     def cards(self) -> dict[str, tuple[str, str]]:
         return {
@@ -246,8 +269,9 @@ NOW = datetime.now(UTC)
 @pytest.fixture(scope="module")
 def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Runs at chosen past moments: 3 in the last day (one failed, none saving anything or
-    removing a track), 4 of a policy named like markup 100 days ago, 2 two years ago; one
-    file's path is markup too."""
+    removing a track) by the workers encoder-a (1) and encoder-b (2, the failed one), 4 of
+    a policy named like markup 100 days ago (2 by a worker named like markup, 2 by no
+    known worker), 2 two years ago (encoder-a); one file's path is markup too."""
     folder = tmp_path_factory.mktemp("timed")
     db = database_with_files(folder / "vpo.db", count=2)
     conn = open_database(db)
@@ -267,6 +291,7 @@ def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                     file_id=3,
                     actions=1,
                     phases=2,
+                    worker="encoder-a" if n == 0 else "encoder-b",
                 )
                 insert_run(conn, record(spec))
             for n in range(4):
@@ -278,10 +303,16 @@ def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                     audio_removed=2,
                     subtitles_removed=1,
                     file_id=1 + n % 2,
+                    worker=MARKUP_WORKER if n % 2 == 0 else None,
                 )
                 insert_run(conn, record(spec))
             for n in range(2):
-                spec = RunSpec(NOW - timedelta(days=730 + n), policy="old", transcoded=True)
+                spec = RunSpec(
+                    NOW - timedelta(days=730 + n),
+                    policy="old",
+                    transcoded=True,
+                    worker="encoder-a",
+                )
                 insert_run(conn, record(spec))
     finally:
         conn.close()
@@ -337,6 +368,12 @@ def test_cards_show_the_summary_and_charts_draw_it(
     assert sorted(drawn["policies"]["data"][0]) == sorted(p["total_size_saved"] for p in policies)
     composition = api(real, "/api/library/composition")
     assert sorted(drawn["containers"]["data"][0]) == sorted(composition["containers"].values())
+    workers = api(real, "/api/stats/workers")["workers"]
+    assert drawn["workers"]["data"] == [
+        [w["successes"] for w in workers],
+        [w["failures"] for w in workers],
+    ]
+    assert desk.workers() == expected_workers(workers)
     # The default range (30 d) holds every run here too, and so says the same.
     default = tab(DESK)
     default.open(real.url + "/stats")
@@ -513,6 +550,41 @@ def test_charts_without_data_draw_nothing_and_say_so(
         assert_drawn(drawn[name], name)
 
 
+def test_the_workers_section_shows_the_workers_of_the_range(
+    timed: Server, tab: Callable[..., Tab]
+) -> None:
+    page = tab()
+    page.open(timed.url + "/stats?range=24h")
+    workers = api(timed, "/api/stats/workers?since=24h")["workers"]
+    assert [(w["worker"], w["runs"], w["failures"]) for w in workers] == [
+        ("encoder-a", 1, 0),
+        ("encoder-b", 2, 1),
+    ]
+    assert page.workers() == expected_workers(workers)
+    assert page.page.locator("#worker-table tbody td.failed").all_inner_texts() == ["1"]
+    drawn = charts_drawn(page.page)["workers"]
+    assert_drawn(drawn, "workers")
+    assert drawn["labels"] == 2 and drawn["data"] == [[1, 1], [0, 1]]  # succeeded, failed
+    # All time: the worker named like markup, and the runs of no known worker, last.
+    page.page.click(".ranges a[data-range='all']")
+    page.page.wait_for_url("**/stats?range=all")
+    page.wait()
+    workers = api(timed, "/api/stats/workers")["workers"]
+    assert [w["worker"] for w in workers] == [MARKUP_WORKER, "encoder-a", "encoder-b", None]
+    shown = page.workers()
+    assert shown == expected_workers(workers)
+    assert shown[0][0] == MARKUP_WORKER and shown[-1][0] == "(unknown)"
+    assert shown[0][3] == human_size(4_000_000)  # 2 runs of 3 MB → 1 MB, in KiB/MiB
+    drawn = charts_drawn(page.page)["workers"]
+    assert_drawn(drawn, "workers")
+    assert drawn["data"] == [[w["successes"] for w in workers], [w["failures"] for w in workers]]
+    labels = page.page.evaluate(
+        "Chart.getChart(document.querySelector('#chart-workers canvas')).data.labels"
+    )
+    assert labels == [MARKUP_WORKER, "encoder-a", "encoder-b", "(unknown)"]
+    assert page.page.locator("main img").count() == 0  # the markup stayed text
+
+
 def test_markup_in_a_policy_name_or_path_stays_text(timed: Server, tab: Callable[..., Tab]) -> None:
     page = tab()
     page.open(timed.url + "/stats?range=all")
@@ -520,6 +592,7 @@ def test_markup_in_a_policy_name_or_path_stays_text(timed: Server, tab: Callable
         "#policy-table tbody td:first-child", "cells => cells.map(c => c.textContent)"
     )
     assert MARKUP_POLICY in cells
+    assert MARKUP_WORKER in [row[0] for row in page.workers()]
     assert MARKUP_PATH in page.text("#recent-table tbody")
     assert page.page.locator("main img, main b").count() == 0
     page.page.click("#policy-table button[data-sort=policy_name]")  # re-rendered, still text
@@ -588,6 +661,14 @@ def test_a_fresh_database_shows_how_to_get_a_first_run(
         assert "vpo process --policy FILE DIR" in page.text("#empty")
         assert not page.page.locator("#figures").is_visible()
         assert page.page.evaluate("Chart.getChart(document.querySelector('canvas'))") is None
+        workers = page.page.locator("#chart-workers .chart-empty")
+        assert workers.text_content() == "No runs in this time range."
+        assert workers.get_attribute("hidden") is None  # shown once the figures are
+        assert (
+            page.page.evaluate("Chart.getChart(document.querySelector('#chart-workers canvas'))")
+            is None
+        )
+        assert page.page.locator("#worker-table tbody tr").count() == 0
     finally:
         served.stop()
 

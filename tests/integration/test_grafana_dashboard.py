@@ -136,10 +136,60 @@ def test_identity_time_and_refresh(board: dict[str, Any]) -> None:
 
 def test_rows_as_the_spec_lists(board: dict[str, Any]) -> None:
     rows = [panel["title"] for panel in board["panels"] if panel["type"] == "row"]
-    assert rows == ["Overview", "Savings", "Work", "Library"]
+    assert rows == ["Overview", "Savings", "Work", "Workers", "Library"]
     for panel in board["panels"]:
         if panel["type"] == "row":
             assert not panel["collapsed"] and panel["panels"] == []
+
+
+def _row_panels(board: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    """The panels under the expanded row `title`, up to the next row."""
+    found: list[dict[str, Any]] | None = None
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            if found is not None:
+                break
+            if panel["title"] == title:
+                found = []
+        elif found is not None:
+            found.append(panel)
+    assert found is not None, f"no row {title!r}"
+    return found
+
+
+def test_the_workers_row_shows_runs_failures_and_in_progress_by_instance(
+    board: dict[str, Any],
+) -> None:
+    """The live metrics have no worker label: `instance` (one per scraped VPO process,
+    each worker serving its own /metrics) is what tells the workers apart."""
+    panels = {panel["title"]: panel for panel in _row_panels(board, "Workers")}
+    assert list(panels) == [
+        "Runs per second by instance and status",
+        "Failures per second by instance",
+        "In progress by instance",
+    ]
+    wanted = {
+        "Runs per second by instance and status": (
+            "sum by (instance, status) (rate(vpo_files_processed_total{"
+            'job="$job", instance=~"$instance", policy=~"$policy"}[$__rate_interval]))'
+        ),
+        "Failures per second by instance": (  # 0, not nothing, for a process without any
+            "sum by (instance) (rate(vpo_files_processed_total{"
+            'job="$job", instance=~"$instance", policy=~"$policy", status="failure"}'
+            "[$__rate_interval])) or 0 * sum by (instance) (rate(vpo_files_processed_total{"
+            'job="$job", instance=~"$instance", policy=~"$policy"}[$__rate_interval]))'
+        ),
+        "In progress by instance": (
+            'sum by (instance) (vpo_files_in_progress{job="$job", instance=~"$instance"})'
+        ),
+    }
+    for title, expr in wanted.items():
+        panel = panels[title]
+        assert panel["type"] == "timeseries", title
+        assert [target["expr"] for target in panel["targets"]] == [expr], title
+        assert all("{{instance}}" in t["legendFormat"] for t in panel["targets"]), title
+    assert panels["In progress by instance"]["fieldConfig"]["defaults"]["unit"] == "short"
+    assert {panels[t]["fieldConfig"]["defaults"]["unit"] for t in list(wanted)[:2]} == {"ops"}
 
 
 # Grafana's dashboard-linter rules

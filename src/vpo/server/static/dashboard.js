@@ -13,6 +13,9 @@
   const RECENT_LIMIT = 20;
   const FILE_RUNS_LIMIT = 50;
   const MISSING = "—";
+  const UNKNOWN_WORKER = "(unknown)"; // the runs of no known host (vpo/db/workers.py)
+  // Longer host names are cut on the chart's axis only (a phone's axis is narrower).
+  const workerLabelLength = (width) => (width < 480 ? 14 : 24);
 
   // -- units, as the command line prints them -----------------------------------------------
 
@@ -334,6 +337,46 @@
     }
   }
 
+  const workerName = (w) => (w.worker === null || w.worker === undefined ? UNKNOWN_WORKER : w.worker);
+
+  function drawWorkers(rows) {
+    const c = colours();
+    // One bar per worker, each a finger high, however many workers there are.
+    document.querySelector("#chart-workers .plot").style.height = `${Math.max(240, 60 + 28 * rows.length)}px`;
+    draw(
+      "workers",
+      rows.length
+        ? {
+            type: "bar",
+            data: {
+              labels: rows.map(workerName),
+              datasets: [
+                { label: "Succeeded", data: rows.map((w) => w.successes), backgroundColor: c.ok },
+                { label: "Failed", data: rows.map((w) => w.failures), backgroundColor: c.fail },
+              ],
+            },
+            options: {
+              indexAxis: "y",
+              scales: {
+                x: { stacked: true, ticks: { precision: 0 } },
+                y: {
+                  stacked: true,
+                  ticks: {
+                    callback(value) {
+                      const name = this.getLabelForValue(value);
+                      const most = workerLabelLength(this.chart.width);
+                      return name.length > most ? `${name.slice(0, most - 1)}…` : name;
+                    },
+                  },
+                },
+              },
+            },
+          }
+        : null,
+      "No runs in this time range.",
+    );
+  }
+
   // -- cards ----------------------------------------------------------------------------------------
 
   function fillCards(s) {
@@ -415,6 +458,26 @@
       fillPolicies();
     });
   });
+
+  // -- the worker table ----------------------------------------------------------------------------
+
+  function fillWorkers(rows) {
+    document.querySelector("#worker-table tbody").replaceChildren(
+      ...rows.map((w) =>
+        el(
+          "tr",
+          {},
+          el("td", { class: w.worker === null ? "worker unknown" : "worker", text: workerName(w) }),
+          el("td", { class: "num", text: count(w.runs) }),
+          el("td", { class: w.failures ? "num failed" : "num", text: count(w.failures) }),
+          el("td", { class: "num", text: humanSize(w.total_size_saved) }),
+          el("td", { class: "num", text: humanDuration(w.busy_seconds) }),
+          el("td", { text: when(w.last_seen) }),
+        ),
+      ),
+    );
+    document.querySelector("#workers .table-empty").hidden = rows.length > 0;
+  }
 
   // -- lists of runs --------------------------------------------------------------------------------
 
@@ -653,10 +716,11 @@
     document.getElementById("error").hidden = true;
     try {
       const windowQuery = query({ since: since() });
-      const [summary, policyAnswer, composition] = await Promise.all([
+      const [summary, policyAnswer, composition, workerAnswer] = await Promise.all([
         api(`/api/stats/summary${windowQuery}`),
         api(`/api/stats/policies${windowQuery}`),
         api("/api/library/composition"),
+        api(`/api/stats/workers${windowQuery}`),
         loadRecent(mine),
       ]);
       const trends = await api(
@@ -675,10 +739,12 @@
       performance.mark("vpo:cards"); // benchmarks/bench_page.py: the cards are filled
       policies = policyAnswer.policies;
       fillPolicies();
+      fillWorkers(workerAnswer.workers);
       drawTrends(trends.trends);
       drawPolicies(policies);
       drawTracks(summary);
       drawComposition(composition);
+      drawWorkers(workerAnswer.workers);
       performance.mark("vpo:charts"); // and every chart is drawn (animation off)
       setState(fresh ? "empty" : "ready", "");
     } catch (err) {
