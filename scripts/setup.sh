@@ -16,6 +16,7 @@ declare -A NEEDS=(
     [strace]=strace  # the tests stop a tool at a chosen write
     [wrk]=wrk  # load generator of benchmarks/bench_server.py (it falls back to aiohttp)
     [chromium]=chromium  # the dashboard tests drive the real page
+    [redis-server]=redis-server  # the queue tests start a real Redis
 )
 
 PYTHON="${PYTHON:-python3}"

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "scan": "vpo.cli.scan:scan",
     "serve": "vpo.cli.serve:serve",
     "stats": "vpo.cli.stats:stats",
+    "worker": "vpo.cli.worker:worker",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     metavar="LIST",
     help="Comma-separated extensions to process (default: the usual video containers).",
 )
+@click.option(
+    "--queue",
+    "queue_url",
+    metavar="URL",
+    help="Enqueue one message per file on this Redis (redis://HOST:PORT/DB) for `vpo worker`.",
+)
 @db_option
 @click.pass_obj
 def process(
@@ -53,6 +59,7 @@ def process(
     jobs: int,
     metrics_port: int | None,
     extensions: str | None,
+    queue_url: str | None = None,
 ) -> None:
     """Apply a policy to every video file under PATHs (recursively).
 
@@ -66,7 +73,7 @@ def process(
 
     policy = load_policy(policy_path)
     roots = require_paths(paths)
-    for tool in ("ffprobe", "mkvpropedit", "mkvmerge", "ffmpeg"):
+    for tool in ("ffprobe",) if queue_url else ("ffprobe", "mkvpropedit", "mkvmerge", "ffmpeg"):
         require_tool(tool)  # all before any file is touched
     files = discover([r.resolve() for r in roots], parse_extensions(extensions))
     if not files:
@@ -76,10 +83,16 @@ def process(
         if not _dry_run(policy, files):
             raise SystemExit(1)
         return
+    if queue_url is not None:  # scanned into this database, run by `vpo worker`
+        from vpo.queue.enqueue import enqueue_files
+
+        sent = enqueue_files(app.resolved_db_path, policy_path, roots, files, queue_url)
+        click.echo(f"Enqueued {len(sent)} file(s).")
+        return
     from vpo.executor.process import Cancellation
 
     cancellation = Cancellation()
-    with _stop_on_signals(cancellation) as received:
+    with stop_on_signals(cancellation) as received:
         report, unrecorded = _run(app, policy, files, jobs, metrics_port, cancellation)
     _summary(report)
     if unrecorded is not None:
@@ -91,7 +104,7 @@ def process(
 
 
 @contextmanager
-def _stop_on_signals(cancellation: "Cancellation") -> Iterator[list[int]]:
+def stop_on_signals(cancellation: "Cancellation") -> Iterator[list[int]]:
     """SIGINT/SIGTERM cancel the batch (tools stopped, runs recorded as interrupted)
     instead of killing VPO mid-write; yields the signals received, first first."""
     received: list[int] = []

@@ -1,0 +1,117 @@
+"""`vpo worker --queue URL --server URL`: run the files `vpo process --queue` enqueued.
+
+Each message is one run of the same processor as `vpo process` (claims, safe replace);
+its spans go over OTLP/HTTP to `vpo serve` (`--server`, with `VPO_WORKER_TOKEN`), whose
+database records the statistics. SIGINT/SIGTERM stop the worker: the running runs are
+interrupted (recorded as such, their messages retried later), and it exits 0.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from vpo.cli.options import jobs_option
+
+TOKEN_VARIABLE = "VPO_WORKER_TOKEN"  # noqa: S105 - the variable's name, not a token
+DEFAULT_DB = Path("~/.vpo/worker.db")
+
+
+@click.command()
+@click.option("--queue", "queue_url", required=True, metavar="URL", help="redis://HOST:PORT/DB")
+@click.option(
+    "--server",
+    "server_url",
+    required=True,
+    metavar="URL",
+    help="The `vpo serve` that records the runs (http://HOST:8321).",
+)
+@click.option(
+    "--path-map",
+    "path_maps",
+    multiple=True,
+    metavar="SERVER=LOCAL",
+    help="Read files under the server's folder SERVER in LOCAL here (repeatable).",
+)
+@jobs_option("Files processed at once (one message prefetched per job).")
+@click.option(
+    "--db",
+    "db_path",
+    metavar="PATH",
+    help="The worker's scratch database (claims, files) (default: ~/.vpo/worker.db).",
+)
+def worker(
+    queue_url: str, server_url: str, path_maps: tuple[str, ...], jobs: int, db_path: str | None
+) -> None:
+    """Run the files `vpo process --queue` enqueued; record on --server.
+
+    Needs VPO_WORKER_TOKEN (the server's). Logs one line per run; exits 0 when stopped
+    by SIGINT or SIGTERM.
+    """
+    from dramatiq import Worker
+
+    from vpo.cli.process import stop_on_signals
+    from vpo.errors import VpoError
+
+    try:
+        from opentelemetry.exporter.otlp.proto.http import Compression
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        raise VpoError("vpo worker needs the OTLP exporter: pip install 'vpo[otlp]'") from exc
+    from vpo.executor.process import Cancellation
+    from vpo.media.tools import require_tool
+    from vpo.queue.broker import declare, make_broker
+    from vpo.queue.handler import MessageFileStore, MessageHandler
+    from vpo.queue.message import PathMap
+    from vpo.queue.telemetry import server_problem, worker_telemetry
+    from vpo.telemetry.setup import tune_garbage_collector
+
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        raise VpoError(f"Set {TOKEN_VARIABLE} to the server's worker token.")
+    path_map = PathMap.parse(path_maps)
+    for tool in ("ffprobe", "mkvpropedit", "mkvmerge", "ffmpeg"):
+        require_tool(tool)
+    scratch = Path(db_path) if db_path else DEFAULT_DB.expanduser()
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    endpoint = server_url.rstrip("/") + "/v1/traces"
+    if not endpoint.startswith(("http://", "https://")):
+        raise VpoError(f"--server must be an http:// or https:// URL, not {server_url!r}.")
+    problem = server_problem(endpoint, token)
+    if problem is not None:
+        raise VpoError(f"The server at {endpoint} does not take this worker's runs: {problem}.")
+    broker = make_broker(queue_url)
+    tune_garbage_collector()
+    telemetry = worker_telemetry(  # the spans go to --server only
+        OTLPSpanExporter(
+            endpoint=endpoint,
+            headers={"Authorization": f"Bearer {token}"},
+            compression=Compression.Gzip,
+        )
+    )
+    store = MessageFileStore(scratch)
+    cancellation = Cancellation()
+    handler = MessageHandler(
+        store,
+        telemetry,
+        path_map,
+        cancellation,
+        lambda line: click.echo(line, err=True),
+        server_problem=lambda: server_problem(endpoint, token),
+    )
+    declare(broker, handler)
+    consumer = Worker(broker, worker_threads=jobs)
+    consumer.queue_prefetch = jobs  # one message waiting per thread, no more
+    try:
+        with stop_on_signals(cancellation) as received:
+            consumer.start()
+            click.echo(f"Worker ready: {jobs} job(s), recording on {server_url}.", err=True)
+            while not received:
+                time.sleep(0.2)
+            click.echo(f"Stopping ({cancellation.reason}).", err=True)
+            consumer.stop()
+    finally:
+        broker.close()
+        telemetry.shutdown()
+        store.close()

@@ -1,0 +1,202 @@
+"""The worker's side: one message → one run of the same `FileProcessor` as `vpo process`
+(claims, safe replace), its spans exported over OTLP/HTTP to the server.
+
+- The file's path is the message's root mapped by `--path-map`, then its relative path.
+- A file whose size, mtime or partial hash differ from the message's is refused: one
+  line is logged, nothing is run or recorded, and the message is not retried (it goes
+  to the dead-letter list; enqueue it again after a scan).
+- The run names the SERVER's file id (`MessageFileStore`): the worker's own database is
+  a scratch library for claims and its `files` rows; the statistics that count are the
+  server's, written from the spans the worker exports.
+- The run's root span is a child of the message's `traceparent`: the enqueue and the
+  run share one trace id.
+- A run that ends (success or failure) is recorded and acknowledged; a run stopped by
+  the worker's shutdown, or a file claimed by another VPO, is retried later.
+- Nothing is run while the server does not answer: a file must never change without its
+  run being recorded, so the worker waits for the server before each message (its
+  message stays taken, and goes back to the queue if the worker stops meanwhile).
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dramatiq import Retry
+from opentelemetry import context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from vpo.errors import VpoError
+from vpo.executor.process import Cancellation
+from vpo.media.identity import FileIdentity
+from vpo.pathnames import path_text
+from vpo.policy.loader import parse_policy
+from vpo.queue.message import FileMessage, InvalidMessage, PathMap
+from vpo.queue.telemetry import WorkerTelemetry
+from vpo.workflow.library_store import KnownFile, LibraryStore
+from vpo.workflow.processor import FileProcessor, RunResult
+
+log = logging.getLogger(__name__)
+
+SERVER_RETRY_SECONDS = 2.0  # how often a worker asks a server that did not answer
+WAKE_SECONDS = 0.2  # a stop is noticed within this while waiting
+
+
+class RetryLater(Retry):
+    """The message may run later (claimed elsewhere, stopped, not recorded): retried
+    with backoff, logged by the worker's own line rather than as Dramatiq's error."""
+
+
+class MessageFileStore(LibraryStore):
+    """The worker's scratch library, answering the server's file id (from the message)
+    for the files being run, so that the run's spans name the server's file."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        super().__init__(db_path)
+        self._ids: dict[str, int] = {}
+        self._ids_lock = threading.Lock()
+
+    @contextmanager
+    def file_id_for(self, path: Path, file_id: int) -> Iterator[None]:
+        key = path_text(path.resolve())
+        with self._ids_lock:
+            self._ids[key] = file_id
+        try:
+            yield
+        finally:
+            with self._ids_lock:
+                self._ids.pop(key, None)
+
+    def _message_id(self, path: Path) -> int | None:
+        with self._ids_lock:
+            return self._ids.get(path_text(path.resolve()))
+
+    def known(self, path: Path) -> KnownFile | None:
+        file_id = self._message_id(path)
+        return KnownFile(file_id, None) if file_id is not None else super().known(path)
+
+    def save(self, path: Path, *args: Any, **kwargs: Any) -> int:
+        local_id = super().save(path, *args, **kwargs)
+        file_id = self._message_id(path)
+        return file_id if file_id is not None else local_id
+
+
+class MessageHandler:
+    """Runs messages; one `FileProcessor` per policy, all sharing the store, the
+    telemetry and the cancellation (cancelled when the worker stops)."""
+
+    def __init__(
+        self,
+        store: MessageFileStore,
+        telemetry: WorkerTelemetry,
+        path_map: PathMap,
+        cancellation: Cancellation,
+        say: Callable[[str], None],
+        server_problem: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.server_problem = server_problem
+        self.store = store
+        self.telemetry = telemetry
+        self.path_map = path_map
+        self.cancellation = cancellation
+        self.say = say
+        self._processors: dict[str, FileProcessor] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, data: dict[str, Any]) -> None:
+        try:
+            message = FileMessage.from_dict(data)
+        except InvalidMessage as exc:
+            self.say(f"refused a message: {exc.message}")
+            raise
+        path = message.local_path(self.path_map)
+        self._wait_for_server(path)  # before the file is checked: the wait may be long
+        problem = _changed(message, path)
+        if problem is not None:
+            self.say(f"refused {path_text(path)}: {problem} (trace {message.trace_id})")
+            raise InvalidMessage(f"{path_text(path)}: {problem}")
+        try:
+            processor = self._processor(message)
+        except InvalidMessage as exc:
+            self.say(f"refused {path_text(path)}: {exc.message} (trace {message.trace_id})")
+            raise
+        failures = self.telemetry.export_failures
+        parent = TraceContextTextMapPropagator().extract({"traceparent": message.traceparent})
+        with self.store.file_id_for(path, message.file_id):
+            token = context.attach(parent)
+            try:
+                result = processor.process(path)
+            finally:
+                context.detach(token)
+        # The run's spans are sent before the message is acknowledged.
+        self.telemetry.flush()
+        self.say(_line(result))
+        if self.telemetry.export_failures > failures and result.stats_id is not None:
+            # Not run again: the file is already changed; a new run would not restore the
+            # record of this one.
+            self.say(f"run {result.stats_id}: spans not accepted by the server; not recorded")
+        if result.skipped or result.fatal or (not result.success and self.cancellation.cancelled):
+            raise RetryLater(result.error or "not run")
+
+    def _wait_for_server(self, path: Path) -> None:
+        """Return once the server would record a run; RetryLater if the worker stops."""
+        waited = False
+        while (problem := self.server_problem()) is not None:
+            if not waited:
+                self.say(f"waiting for the server before {path_text(path)}: {problem}")
+                waited = True
+            for _ in range(int(SERVER_RETRY_SECONDS / WAKE_SECONDS)):
+                if self.cancellation.cancelled:
+                    raise RetryLater("stopped while waiting for the server")
+                time.sleep(WAKE_SECONDS)
+        if waited:
+            self.say("the server answers again")
+
+    def _processor(self, message: FileMessage) -> FileProcessor:
+        with self._lock:
+            processor = self._processors.get(message.policy_digest)
+            if processor is None:
+                try:
+                    policy = parse_policy(message.policy_yaml, Path("<queued policy>"))
+                except VpoError as exc:
+                    raise InvalidMessage(exc.message) from exc
+                processor = FileProcessor(
+                    policy,
+                    self.store,
+                    self.telemetry.tracer,
+                    self.telemetry.metrics,
+                    cancellation=self.cancellation,
+                )
+                self._processors[message.policy_digest] = processor
+            return processor
+
+
+def _changed(message: FileMessage, path: Path) -> str | None:
+    """Why the file at `path` is not the one the enqueuer probed, or None."""
+    try:
+        now = FileIdentity.of(path)
+    except FileNotFoundError:
+        return "no longer exists (moved or deleted)"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    except VpoError as exc:
+        return exc.message
+    found = []
+    if now.size != message.size:
+        found.append(f"its size is {now.size:,} bytes, not {message.size:,}")
+    elif now.partial_hash != message.partial_hash:
+        found.append("its content changed")
+    if now.mtime_ns != message.mtime_ns and not found:
+        found.append("it was modified (new modification time)")
+    return f"changed since it was enqueued: {'; '.join(found)}" if found else None
+
+
+def _line(result: RunResult) -> str:
+    where = path_text(result.path)
+    if result.skipped:
+        return f"skipped {where}: {result.error}"
+    outcome = "succeeded" if result.success else f"failed ({result.error})"
+    return f"run {result.stats_id} {outcome}: {where} (trace {result.trace_id})"

@@ -1,0 +1,371 @@
+"""The queue end to end (issue #14, first slice): a real `redis-server`, a real `vpo serve`
+with VPO_WORKER_TOKEN, `vpo process --queue` enqueueing the sample media and a `vpo worker`
+subprocess running them. Every unchanged file is processed once and recorded on the
+server under the server's file id, in the trace the enqueuer started; a file changed
+after enqueueing is refused (not run, not retried: dead-lettered); SIGTERM stops the
+worker with exit 0 (docs/cli.md, `vpo worker`)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.helpers import CLEANUP, SLOW_TRANSCODE, invoke, query
+from tests.integration.test_server_api import start_server
+from vpo.queue.broker import QUEUE_NAME
+from vpo.queue.message import FileMessage, InvalidMessage, PathMap, policy_digest
+
+WORKER_TOKEN = "queue-worker-token-0123456789"  # noqa: S105 - a test token
+TIMEOUT = 180.0
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs Debian's redis-server"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port, persisting nothing."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def _messages(url: str) -> list[FileMessage]:
+    """The messages waiting in the queue, as the worker will read them."""
+    client = redis.Redis.from_url(url)
+    try:
+        raw = client.hgetall(f"dramatiq:{QUEUE_NAME}.msgs")
+    finally:
+        client.close()
+    return [FileMessage.from_dict(json.loads(value)["args"][0]) for value in raw.values()]
+
+
+def _dead_letters(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.zcard(f"dramatiq:{QUEUE_NAME}.XQ"))
+    finally:
+        client.close()
+
+
+def _start_worker(url: str, server_url: str, tmp_path: Path, *options: str) -> subprocess.Popen:
+    log = (tmp_path / "worker.log").open("w")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vpo",
+            "worker",
+            "--queue",
+            url,
+            "--server",
+            server_url,
+            "--db",
+            str(tmp_path / "worker.db"),
+            *options,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "VPO_WORKER_TOKEN": WORKER_TOKEN, "PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+    )
+
+
+def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    server_db = tmp_path / "server.db"
+    enqueued = invoke(
+        "--db", server_db, "process", "--policy", CLEANUP, "--queue", redis_url, library
+    )
+    files = sorted(path for path in library.iterdir() if path.is_file())
+    assert enqueued.exit_code == 0, enqueued.stderr
+    assert enqueued.stdout.strip() == f"Enqueued {len(files)} file(s)."
+    messages = {m.relative_path: m for m in _messages(redis_url)}
+    assert sorted(messages) == sorted(path.name for path in files)
+    library_ids = {row["path"]: row["id"] for row in query(server_db, "SELECT id, path FROM files")}
+    for name, message in messages.items():
+        assert library_ids[str((library / name).resolve())] == message.file_id
+        assert message.root == str(library.resolve())
+    assert not query(server_db, "SELECT id FROM processing_stats")  # enqueued, not run
+
+    changed = files[0]
+    with changed.open("ab") as handle:  # after the enqueue: the worker must refuse it
+        handle.write(b"\0" * 4096)
+    # The worker reads the library through another folder: --path-map maps the root.
+    mounted = tmp_path / "mnt"
+    mounted.symlink_to(library)
+
+    served = start_server(server_db, tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    worker = _start_worker(
+        redis_url, served.url, tmp_path, "--path-map", f"{library.resolve()}={mounted}"
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        expected = len(files) - 1
+        while time.monotonic() < deadline and worker.poll() is None:
+            runs = query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"]
+            if runs >= expected and _dead_letters(redis_url) == 1:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)  # nothing more may arrive
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        assert served.stop() == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+
+    rows = query(
+        server_db,
+        "SELECT s.success, s.trace_id, f.path FROM processing_stats s "
+        "JOIN files f ON f.id = s.file_id ORDER BY f.path",
+    )
+    by_path = {Path(row["path"]).name: row for row in rows}
+    assert len(rows) == len(by_path) == len(files) - 1, log  # once each
+    assert changed.name not in by_path
+    assert f"refused {mounted / changed.name}: changed since it was enqueued" in log
+    for name, row in by_path.items():
+        assert row["success"] == 1, (name, log)
+        assert row["trace_id"] == messages[name].trace_id  # the enqueuer's trace
+        assert f"(trace {row['trace_id']})" in log
+    assert _dead_letters(redis_url) == 1  # the refused message, not retried
+    assert not _messages(redis_url)  # nothing left waiting
+
+
+def _enqueue(server_db: Path, policy: Path, url: str, *paths: Path) -> None:
+    result = invoke("--db", server_db, "process", "--policy", policy, "--queue", url, *paths)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_two_workers_run_each_file_exactly_once(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    server_db = tmp_path / "server.db"
+    _enqueue(server_db, CLEANUP, redis_url, library)
+    files = sorted(path.name for path in library.iterdir())
+    served = start_server(server_db, tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    folders = [tmp_path / "one", tmp_path / "two"]
+    workers = []
+    try:
+        for folder in folders:
+            folder.mkdir()
+            workers.append(_start_worker(redis_url, served.url, folder, "--jobs", "2"))
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            runs = query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"]
+            if runs >= len(files) or any(w.poll() is not None for w in workers):
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        assert served.stop() == 0
+    logs = [(folder / "worker.log").read_text() for folder in folders]
+    rows = query(
+        server_db,
+        "SELECT s.success, f.path FROM processing_stats s JOIN files f ON f.id = s.file_id",
+    )
+    assert sorted(Path(row["path"]).name for row in rows) == files, logs
+    assert all(row["success"] == 1 for row in rows), logs
+    assert sum(log.count(" succeeded: ") for log in logs) == len(files), logs
+
+
+def test_sigterm_interrupts_the_running_run_and_its_message_is_retried(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    movie = library / "movie-h264-multilang.mkv"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SLOW_TRANSCODE)
+    server_db = tmp_path / "server.db"
+    _enqueue(server_db, slow, redis_url, movie)
+    before = set(library.iterdir())
+    served = start_server(server_db, tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    worker = _start_worker(redis_url, served.url, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while set(library.iterdir()) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert set(library.iterdir()) != before, "the transcode never started writing"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while not query(server_db, "SELECT id FROM processing_stats"):
+            assert time.monotonic() < deadline, "the interrupted run never arrived"
+            time.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        assert served.stop() == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    [run] = query(server_db, "SELECT success, error_message FROM processing_stats")
+    assert run["success"] == 0 and "interrupted by SIGTERM" in run["error_message"], log
+    assert set(library.iterdir()) == before  # its temporary file removed
+    client = redis.Redis.from_url(redis_url)
+    try:  # waiting in the delay queue for its retry, not dead-lettered
+        assert client.hlen(f"dramatiq:{QUEUE_NAME}.DQ.msgs") == 1, log
+    finally:
+        client.close()
+    assert _dead_letters(redis_url) == 0
+
+
+def test_a_message_is_checked_before_anything_runs() -> None:
+    policy = CLEANUP.read_text()
+    fields = {
+        "policy_yaml": policy,
+        "policy_digest": policy_digest(policy),
+        "root": "/media/tv",
+        "relative_path": "show/e01.mkv",
+        "file_id": 7,
+        "size": 10,
+        "mtime_ns": 1,
+        "partial_hash": "sha256:00",
+        "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+    }
+    message = FileMessage.from_dict(fields)
+    assert FileMessage.from_dict(message.to_dict()) == message
+    assert message.trace_id == "1" * 32
+    mapped = PathMap.parse(["/media=/mnt/a", "/media/tv=/mnt/tv"])
+    assert message.local_path(mapped) == Path("/mnt/tv/show/e01.mkv")
+    assert message.local_path(PathMap()) == Path("/media/tv/show/e01.mkv")
+    for change in (
+        {"policy_yaml": policy + "\n# edited"},
+        {"relative_path": "../etc/passwd"},
+        {"root": "relative"},
+        {"file_id": "7"},
+        {"traceparent": "nope"},
+        {"extra": 1},
+    ):
+        with pytest.raises(InvalidMessage):
+            FileMessage.from_dict({**fields, **change})
+    with pytest.raises(InvalidMessage):
+        FileMessage.from_dict({k: v for k, v in fields.items() if k != "size"})
+
+
+def test_a_worker_whose_token_the_server_refuses_exits_1_before_taking_messages(
+    tmp_path: Path, redis_url: str
+) -> None:
+    served = start_server(tmp_path / "server.db", tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    try:
+        result = invoke(
+            "worker", "--queue", redis_url, "--server", served.url, "--db", tmp_path / "w.db",
+            env={"VPO_WORKER_TOKEN": "not-the-token"},
+        )  # fmt: skip
+    finally:
+        assert served.stop() == 0
+    assert result.exit_code == 1
+    assert "answered 401" in result.stderr and "VPO_WORKER_TOKEN" in result.stderr
+    assert "not-the-token" not in result.stderr
+
+
+def test_a_worker_runs_nothing_while_the_server_is_away(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    """A file must never change without its run recorded: with the server stopped, the
+    worker waits (files untouched, messages kept); when it is back, every run arrives."""
+    server_db = tmp_path / "server.db"
+    port = str(_free_port())
+    served = start_server(
+        server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
+    )
+    worker = _start_worker(redis_url, served.url, tmp_path)
+    try:
+        time.sleep(1.0)  # the worker has checked the server and is ready
+        assert served.stop() == 0
+        _enqueue(server_db, CLEANUP, redis_url, library)
+        files = sorted(path.name for path in library.iterdir())
+        untouched = {name: (library / name).read_bytes() for name in files}
+        log_path = tmp_path / "worker.log"
+        deadline = time.monotonic() + 30
+        while "waiting for the server" not in log_path.read_text():
+            assert time.monotonic() < deadline and worker.poll() is None, log_path.read_text()
+            time.sleep(0.1)
+        time.sleep(3.0)  # a few checks more: still nothing run
+        assert {name: (library / name).read_bytes() for name in files} == untouched
+        served = start_server(
+            server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and worker.poll() is None:
+            runs = query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"]
+            if runs >= len(files):
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        served.stop()
+    log = log_path.read_text()
+    assert "the server answers again" in log, log
+    rows = query(
+        server_db,
+        "SELECT s.success, f.path FROM processing_stats s JOIN files f ON f.id = s.file_id",
+    )
+    assert sorted(Path(r["path"]).name for r in rows) == files, log  # each once
+    assert all(r["success"] == 1 for r in rows), log
+    assert "not recorded" not in log and not _messages(redis_url)
