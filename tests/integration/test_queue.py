@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -369,3 +369,116 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
     assert sorted(Path(r["path"]).name for r in rows) == files, log  # each once
     assert all(r["success"] == 1 for r in rows), log
     assert "not recorded" not in log and not _messages(redis_url)
+
+
+def _spooled(tmp_path: Path) -> list[Path]:
+    """The batches of spans the worker (`--db tmp_path/worker.db`) has not yet sent."""
+    return sorted((tmp_path / "worker.db.spool").glob("*.pb"))
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def _run_while_the_server_stops(
+    library: Path, tmp_path: Path, redis_url: str, port: str
+) -> tuple[Path, subprocess.Popen]:
+    """A worker takes the slow run of one file; the server stops while ffmpeg writes, and
+    the run ends with its spans in the spool. Returns the server's db and the worker."""
+    movie = library / "movie-h264-multilang.mkv"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(SLOW_TRANSCODE)
+    server_db = tmp_path / "server.db"
+    _enqueue(server_db, slow, redis_url, movie)
+    before = set(library.iterdir())
+    served = start_server(
+        server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
+    )
+    worker = _start_worker(redis_url, served.url, tmp_path)
+    try:
+        _wait_for(lambda: set(library.iterdir()) != before, "the transcode never started")
+        assert served.stop() == 0  # in the middle of the run
+        log_path = tmp_path / "worker.log"
+        _wait_for(lambda: " succeeded: " in log_path.read_text(), "the run never ended", 60)
+        assert _spooled(tmp_path), log_path.read_text()
+        assert not query(server_db, "SELECT id FROM processing_stats")
+        assert not _messages(redis_url)  # acknowledged: its spans are on disk
+    except BaseException:
+        worker.kill()
+        worker.wait()
+        raise
+    return server_db, worker
+
+
+def test_a_run_whose_server_stops_is_spooled_and_recorded_once_when_it_is_back(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    port = str(_free_port())
+    server_db, worker = _run_while_the_server_stops(library, tmp_path, redis_url, port)
+    served = None
+    try:
+        served = start_server(
+            server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
+        )
+        _wait_for(lambda: not _spooled(tmp_path), "the spool was never sent")
+        time.sleep(1.0)  # nothing more may arrive
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        if served is not None:
+            assert served.stop() == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    assert "will be sent when the server answers" in log, log
+    assert "not recorded" not in log, log
+    [run] = query(server_db, "SELECT success, trace_id FROM processing_stats")  # once
+    assert run["success"] == 1, log
+    assert f"(trace {run['trace_id']})" in log
+
+
+def test_a_restarted_worker_sends_what_its_spool_kept_first(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    port = str(_free_port())
+    server_db, worker = _run_while_the_server_stops(library, tmp_path, redis_url, port)
+    worker.send_signal(signal.SIGTERM)  # the server still away: the spool stays on disk
+    try:
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    first_log = (tmp_path / "worker.log").read_text()
+    assert "left in the spool" in first_log, first_log
+    assert _spooled(tmp_path), first_log
+    (tmp_path / "worker.log").rename(tmp_path / "first-worker.log")
+    served = start_server(
+        server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
+    )
+    worker = _start_worker(redis_url, served.url, tmp_path)  # the same --db, its spool
+    try:
+        _wait_for(
+            lambda: bool(query(server_db, "SELECT id FROM processing_stats")),
+            "the spooled run never arrived",
+        )
+        time.sleep(1.0)  # nothing more may arrive
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        assert served.stop() == 0
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    assert not _spooled(tmp_path), log
+    assert not list((tmp_path / "worker.db.spool").iterdir()), log  # no temporary left
+    [run] = query(server_db, "SELECT success, trace_id FROM processing_stats")  # once
+    assert run["success"] == 1, (first_log, log)
+    assert f"(trace {run['trace_id']})" in first_log

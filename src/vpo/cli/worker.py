@@ -1,9 +1,10 @@
 """`vpo worker --queue URL --server URL`: run the files `vpo process --queue` enqueued.
 
 Each message is one run of the same processor as `vpo process` (claims, safe replace);
-its spans go over OTLP/HTTP to `vpo serve` (`--server`, with `VPO_WORKER_TOKEN`), whose
-database records the statistics. SIGINT/SIGTERM stop the worker: the running runs are
-interrupted (recorded as such, their messages retried later), and it exits 0.
+its spans are spooled on disk, then sent over OTLP/HTTP to `vpo serve` (`--server`, with
+`VPO_WORKER_TOKEN`), whose database records the statistics. SIGINT/SIGTERM stop the
+worker: the running runs are interrupted (recorded as such, their messages retried
+later), and it exits 0.
 """
 
 import os
@@ -55,8 +56,7 @@ def worker(
     from vpo.errors import VpoError
 
     try:
-        from opentelemetry.exporter.otlp.proto.http import Compression
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from vpo.queue.spool import SpoolExporter, spool_folder
     except ImportError as exc:
         raise VpoError("vpo worker needs the OTLP exporter: pip install 'vpo[otlp]'") from exc
     from vpo.executor.process import Cancellation
@@ -83,13 +83,14 @@ def worker(
         raise VpoError(f"The server at {endpoint} does not take this worker's runs: {problem}.")
     broker = make_broker(queue_url)
     tune_garbage_collector()
-    telemetry = worker_telemetry(  # the spans go to --server only
-        OTLPSpanExporter(
-            endpoint=endpoint,
-            headers={"Authorization": f"Bearer {token}"},
-            compression=Compression.Gzip,
-        )
-    )
+    say = lambda line: click.echo(line, err=True)  # noqa: E731
+    # The spans go to --server only, through the spool next to the scratch database;
+    # what an earlier worker left there is sent first.
+    spool = SpoolExporter(spool_folder(scratch), endpoint, token, say)
+    if not spool.send_pending():
+        say(f"{spool.pending()} batch(es) of spans still in the spool {spool.folder}")
+    spool.start()
+    telemetry = worker_telemetry(spool)
     store = MessageFileStore(scratch)
     cancellation = Cancellation()
     handler = MessageHandler(
@@ -97,8 +98,9 @@ def worker(
         telemetry,
         path_map,
         cancellation,
-        lambda line: click.echo(line, err=True),
+        say,
         server_problem=lambda: server_problem(endpoint, token),
+        spool=spool,
     )
     declare(broker, handler)
     consumer = Worker(broker, worker_threads=jobs)

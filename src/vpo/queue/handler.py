@@ -10,11 +10,13 @@
   server's, written from the spans the worker exports.
 - The run's root span is a child of the message's `traceparent`: the enqueue and the
   run share one trace id.
-- A run that ends (success or failure) is recorded and acknowledged; a run stopped by
-  the worker's shutdown, or a file claimed by another VPO, is retried later.
-- Nothing is run while the server does not answer: a file must never change without its
-  run being recorded, so the worker waits for the server before each message (its
-  message stays taken, and goes back to the queue if the worker stops meanwhile).
+- A run that ends (success or failure) is acknowledged once its spans are in the spool
+  (`vpo.queue.spool`), which sends them to the server — now, or when it answers again;
+  a run stopped by the worker's shutdown, or a file claimed by another VPO, is retried
+  later.
+- Nothing is run while the server does not answer or the spool is full: a file must
+  never change without its run being recorded, so the worker waits before each message
+  (its message stays taken, and goes back to the queue if the worker stops meanwhile).
 """
 
 import logging
@@ -35,6 +37,7 @@ from vpo.media.identity import FileIdentity
 from vpo.pathnames import path_text
 from vpo.policy.loader import parse_policy
 from vpo.queue.message import FileMessage, InvalidMessage, PathMap
+from vpo.queue.spool import SpoolExporter
 from vpo.queue.telemetry import WorkerTelemetry
 from vpo.workflow.library_store import KnownFile, LibraryStore
 from vpo.workflow.processor import FileProcessor, RunResult
@@ -96,8 +99,10 @@ class MessageHandler:
         cancellation: Cancellation,
         say: Callable[[str], None],
         server_problem: Callable[[], str | None] = lambda: None,
+        spool: SpoolExporter | None = None,
     ) -> None:
         self.server_problem = server_problem
+        self.spool = spool
         self.store = store
         self.telemetry = telemetry
         self.path_map = path_map
@@ -131,20 +136,23 @@ class MessageHandler:
                 result = processor.process(path)
             finally:
                 context.detach(token)
-        # The run's spans are sent before the message is acknowledged.
+        # The run's spans are spooled (on disk) before the message is acknowledged.
         self.telemetry.flush()
         self.say(_line(result))
-        if self.telemetry.export_failures > failures and result.stats_id is not None:
-            # Not run again: the file is already changed; a new run would not restore the
-            # record of this one.
-            self.say(f"run {result.stats_id}: spans not accepted by the server; not recorded")
+        if result.stats_id is not None:
+            if self.telemetry.export_failures > failures:
+                # Not run again: the file is already changed; a new run would not restore
+                # the record of this one. (The wait below keeps this rare: a full spool.)
+                self.say(f"run {result.stats_id}: spans not spooled (the spool is full)")
+            elif self.spool is not None and self.spool.failing:
+                self.say(f"run {result.stats_id}: spooled; will be sent when the server answers")
         if result.skipped or result.fatal or (not result.success and self.cancellation.cancelled):
             raise RetryLater(result.error or "not run")
 
     def _wait_for_server(self, path: Path) -> None:
         """Return once the server would record a run; RetryLater if the worker stops."""
         waited = False
-        while (problem := self.server_problem()) is not None:
+        while (problem := self._problem()) is not None:
             if not waited:
                 self.say(f"waiting for the server before {path_text(path)}: {problem}")
                 waited = True
@@ -154,6 +162,10 @@ class MessageHandler:
                 time.sleep(WAKE_SECONDS)
         if waited:
             self.say("the server answers again")
+
+    def _problem(self) -> str | None:
+        full = self.spool.problem() if self.spool is not None else None
+        return full if full is not None else self.server_problem()
 
     def _processor(self, message: FileMessage) -> FileProcessor:
         with self._lock:

@@ -1,8 +1,9 @@
-"""The worker's telemetry: the spans of its runs go over OTLP/HTTP to the server, and
-nowhere else. Unlike `vpo.telemetry.setup.build_telemetry` there is no statistics
-exporter and no in-flight marker: the runs name the SERVER's file ids, which mean
-nothing in the worker's scratch database; the server records them (and a run lost with
-a killed worker is not recorded: its message is delivered again).
+"""The worker's telemetry: the spans of its runs go over OTLP/HTTP to the server
+(through the spool on the worker's disk, `vpo.queue.spool`), and nowhere else. Unlike
+`vpo.telemetry.setup.build_telemetry` there is no statistics exporter and no in-flight
+marker: the runs name the SERVER's file ids, which mean nothing in the worker's scratch
+database; the server records them (and a run lost with a killed worker is not recorded:
+its message is delivered again).
 
 Like the statistics' provider, this one samples everything and limits nothing: the
 server builds the rows from these spans (docs/statistics.md)."""
@@ -29,7 +30,7 @@ from vpo.telemetry.setup import (
 
 
 class CountingExporter(SpanExporter):
-    """Counts the exports that failed (the server down, refusing the token, …)."""
+    """Counts the exports that failed (the spool full)."""
 
     def __init__(self, inner: SpanExporter) -> None:
         self.inner = inner
@@ -66,7 +67,7 @@ class WorkerTelemetry:
         return self.tracer_provider.get_tracer("vpo", __version__)
 
     def flush(self) -> None:
-        """Send every finished span now (a failure counts in `export_failures`)."""
+        """Spool every finished span now (a failure counts in `export_failures`)."""
         self.tracer_provider.force_flush(EXPORT_TIMEOUT_MILLIS)
 
     def shutdown(self) -> None:
