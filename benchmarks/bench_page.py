@@ -37,18 +37,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.helpers
+
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS
+
 from _common import drop_page_cache
 from bench_server import Server, prepare
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1920, "height": 1080}
 TARGET_MS = 1000.0
 TIMEOUT_MS = 120_000
@@ -271,7 +266,7 @@ def main() -> None:
 
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             print(f"browser: {browser.version}, viewport {VIEWPORT['width']}x{VIEWPORT['height']}")
             for chosen in ranges:

@@ -26,6 +26,19 @@ phases:
 """
 
 
+# Debian's Chromium, as the dashboard tests and benchmarks drive it (root needs no sandbox;
+# nothing may reach the network).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 def invoke(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Result:
     """Run `vpo ARGS` in-process, stdout and stderr kept apart."""
     return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)

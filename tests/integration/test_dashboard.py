@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
-from tests.helpers import database_with_files
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, database_with_files
 from tests.integration.test_server_api import (
     Server,
     processed,  # noqa: F401 - a fixture: sample media processed by two policies
@@ -28,17 +29,6 @@ from vpo.db import open_database, transaction
 from vpo.db.stats import insert_run
 from vpo.db.workers import UNKNOWN_WORKER_LABEL
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TRACE = "http://localhost:16686/trace/{trace_id}"
 MARKUP_POLICY = "<img src=x onerror=alert(1)>"
 MARKUP_PATH = "/library/<b>bold</b> & co.mkv"
@@ -108,8 +98,8 @@ def expected_workers(workers: list[dict[str, Any]]) -> list[list[str]]:
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is needed (scripts/setup.sh installs it)")
-    with playwright_api.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:

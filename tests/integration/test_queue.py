@@ -19,17 +19,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.helpers import CLEANUP, SLOW_TRANSCODE, invoke, query
-from tests.integration.test_server_api import start_server
+from tests.helpers import CLEANUP, SLOW_TRANSCODE, invoke, query, wait_for
+from tests.integration.test_server_api import Server, start_server
 from vpo.queue.broker import QUEUE_NAME
 from vpo.queue.message import FileMessage, InvalidMessage, PathMap, policy_digest
 
 WORKER_TOKEN = "queue-worker-token-0123456789"  # noqa: S105 - a test token
 TIMEOUT = 180.0
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="needs Debian's redis-server"
-)
 
 
 def _free_port() -> int:
@@ -41,6 +37,8 @@ def _free_port() -> int:
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A throwaway redis-server on a free loopback port, persisting nothing."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("Debian's redis-server is needed (scripts/setup.sh installs it)")
     folder = tmp_path / "redis"
     folder.mkdir()
     port = _free_port()
@@ -146,25 +144,18 @@ def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
     mounted = tmp_path / "mnt"
     mounted.symlink_to(library)
 
-    served = start_server(server_db, tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    served = _serve(server_db, tmp_path)
     worker = _start_worker(
         redis_url, served.url, tmp_path, "--path-map", f"{library.resolve()}={mounted}"
     )
     try:
-        deadline = time.monotonic() + TIMEOUT
-        expected = len(files) - 1
-        while time.monotonic() < deadline and worker.poll() is None:
-            runs = query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"]
-            if runs >= expected and _dead_letters(redis_url) == 1:
-                break
-            time.sleep(0.3)
-        time.sleep(1.0)  # nothing more may arrive
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+        _until(
+            lambda: _runs(server_db) >= len(files) - 1 and _dead_letters(redis_url) == 1,
+            worker,
+        )
+        assert _stop(worker) == [0]
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
         assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
@@ -186,6 +177,44 @@ def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
     assert not _messages(redis_url)  # nothing left waiting
 
 
+def _serve(server_db: Path, tmp_path: Path, port: str | None = None) -> Server:
+    """`vpo serve` taking this file's worker token (on `port`, so it can come back there)."""
+    options = ("--port", port) if port is not None else ()
+    return start_server(
+        server_db, tmp_path, options=options, env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
+    )
+
+
+def _runs(server_db: Path) -> int:
+    return int(query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"])
+
+
+def _until(done: Callable[[], bool], *workers: subprocess.Popen) -> None:
+    """Until `done()`, a worker exits or TIMEOUT passes; then a second for stragglers (the
+    assertions after say what was wrong)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and all(w.poll() is None for w in workers):
+        if done():
+            break
+        time.sleep(0.3)
+    time.sleep(1.0)  # nothing more may arrive
+
+
+def _stop(*workers: subprocess.Popen) -> list[int]:
+    """SIGTERM to each worker; their exit codes."""
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    return [worker.wait(timeout=60) for worker in workers]
+
+
+def _kill(*workers: subprocess.Popen) -> None:
+    """What a failed test leaves running."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
 def _enqueue(server_db: Path, policy: Path, url: str, *paths: Path) -> None:
     result = invoke("--db", server_db, "process", "--policy", policy, "--queue", url, *paths)
     assert result.exit_code == 0, result.stderr
@@ -197,28 +226,17 @@ def test_two_workers_run_each_file_exactly_once(
     server_db = tmp_path / "server.db"
     _enqueue(server_db, CLEANUP, redis_url, library)
     files = sorted(path.name for path in library.iterdir())
-    served = start_server(server_db, tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    served = _serve(server_db, tmp_path)
     folders = [tmp_path / "one", tmp_path / "two"]
     workers = []
     try:
         for folder in folders:
             folder.mkdir()
             workers.append(_start_worker(redis_url, served.url, folder, "--jobs", "2"))
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            runs = query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"]
-            if runs >= len(files) or any(w.poll() is not None for w in workers):
-                break
-            time.sleep(0.3)
-        time.sleep(1.0)
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
+        _until(lambda: _runs(server_db) >= len(files), *workers)
+        assert _stop(*workers) == [0, 0]
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
+        _kill(*workers)
         assert served.stop() == 0
     logs = [(folder / "worker.log").read_text() for folder in folders]
     rows = query(
@@ -239,23 +257,17 @@ def test_sigterm_interrupts_the_running_run_and_its_message_is_retried(
     server_db = tmp_path / "server.db"
     _enqueue(server_db, slow, redis_url, movie)
     before = set(library.iterdir())
-    served = start_server(server_db, tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    served = _serve(server_db, tmp_path)
     worker = _start_worker(redis_url, served.url, tmp_path)
     try:
         deadline = time.monotonic() + 60
         while set(library.iterdir()) == before and time.monotonic() < deadline:
             time.sleep(0.01)
         assert set(library.iterdir()) != before, "the transcode never started writing"
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
-        deadline = time.monotonic() + 30
-        while not query(server_db, "SELECT id FROM processing_stats"):
-            assert time.monotonic() < deadline, "the interrupted run never arrived"
-            time.sleep(0.1)
+        assert _stop(worker) == [0]
+        wait_for(lambda: _runs(server_db), 30, "the interrupted run never arrived")
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
         assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
@@ -306,7 +318,7 @@ def test_a_message_is_checked_before_anything_runs() -> None:
 def test_a_worker_whose_token_the_server_refuses_exits_1_before_taking_messages(
     tmp_path: Path, redis_url: str
 ) -> None:
-    served = start_server(tmp_path / "server.db", tmp_path, env={"VPO_WORKER_TOKEN": WORKER_TOKEN})
+    served = _serve(tmp_path / "server.db", tmp_path)
     try:
         result = invoke(
             "worker", "--queue", redis_url, "--server", served.url, "--db", tmp_path / "w.db",
@@ -326,9 +338,7 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
     worker waits (files untouched, messages kept); when it is back, every run arrives."""
     server_db = tmp_path / "server.db"
     port = str(_free_port())
-    served = start_server(
-        server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
-    )
+    served = _serve(server_db, tmp_path, port)
     worker = _start_worker(redis_url, served.url, tmp_path)
     try:
         time.sleep(1.0)  # the worker has checked the server and is ready
@@ -343,22 +353,11 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
             time.sleep(0.1)
         time.sleep(3.0)  # a few checks more: still nothing run
         assert {name: (library / name).read_bytes() for name in files} == untouched
-        served = start_server(
-            server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
-        )
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and worker.poll() is None:
-            runs = query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"]
-            if runs >= len(files):
-                break
-            time.sleep(0.3)
-        time.sleep(1.0)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+        served = _serve(server_db, tmp_path, port)
+        _until(lambda: _runs(server_db) >= len(files), worker)
+        assert _stop(worker) == [0]
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
         served.stop()
     log = log_path.read_text()
     assert "the server answers again" in log, log
@@ -376,13 +375,6 @@ def _spooled(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "worker.db.spool").glob("*.pb"))
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
 def _run_while_the_server_stops(
     library: Path, tmp_path: Path, redis_url: str, port: str
 ) -> tuple[Path, subprocess.Popen]:
@@ -394,15 +386,13 @@ def _run_while_the_server_stops(
     server_db = tmp_path / "server.db"
     _enqueue(server_db, slow, redis_url, movie)
     before = set(library.iterdir())
-    served = start_server(
-        server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
-    )
+    served = _serve(server_db, tmp_path, port)
     worker = _start_worker(redis_url, served.url, tmp_path)
     try:
-        _wait_for(lambda: set(library.iterdir()) != before, "the transcode never started")
+        wait_for(lambda: set(library.iterdir()) != before, 30, "the transcode never started")
         assert served.stop() == 0  # in the middle of the run
         log_path = tmp_path / "worker.log"
-        _wait_for(lambda: " succeeded: " in log_path.read_text(), "the run never ended", 60)
+        wait_for(lambda: " succeeded: " in log_path.read_text(), 60, "the run never ended")
         assert _spooled(tmp_path), log_path.read_text()
         assert not query(server_db, "SELECT id FROM processing_stats")
         assert not _messages(redis_url)  # acknowledged: its spans are on disk
@@ -420,17 +410,12 @@ def test_a_run_whose_server_stops_is_spooled_and_recorded_once_when_it_is_back(
     server_db, worker = _run_while_the_server_stops(library, tmp_path, redis_url, port)
     served = None
     try:
-        served = start_server(
-            server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
-        )
-        _wait_for(lambda: not _spooled(tmp_path), "the spool was never sent")
+        served = _serve(server_db, tmp_path, port)
+        wait_for(lambda: not _spooled(tmp_path), 30, "the spool was never sent")
         time.sleep(1.0)  # nothing more may arrive
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+        assert _stop(worker) == [0]
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
         if served is not None:
             assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
@@ -447,33 +432,22 @@ def test_a_restarted_worker_sends_what_its_spool_kept_first(
 ) -> None:
     port = str(_free_port())
     server_db, worker = _run_while_the_server_stops(library, tmp_path, redis_url, port)
-    worker.send_signal(signal.SIGTERM)  # the server still away: the spool stays on disk
-    try:
-        assert worker.wait(timeout=60) == 0
+    try:  # the server still away: the spool stays on disk
+        assert _stop(worker) == [0]
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
     first_log = (tmp_path / "worker.log").read_text()
     assert "left in the spool" in first_log, first_log
     assert _spooled(tmp_path), first_log
     (tmp_path / "worker.log").rename(tmp_path / "first-worker.log")
-    served = start_server(
-        server_db, tmp_path, options=("--port", port), env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
-    )
+    served = _serve(server_db, tmp_path, port)
     worker = _start_worker(redis_url, served.url, tmp_path)  # the same --db, its spool
     try:
-        _wait_for(
-            lambda: bool(query(server_db, "SELECT id FROM processing_stats")),
-            "the spooled run never arrived",
-        )
+        wait_for(lambda: _runs(server_db), 30, "the spooled run never arrived")
         time.sleep(1.0)  # nothing more may arrive
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+        assert _stop(worker) == [0]
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        _kill(worker)
         assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log

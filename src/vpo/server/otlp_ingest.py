@@ -412,12 +412,7 @@ def _authorize(request: web.Request, token: str | None) -> None:
     if token is None:
         raise Refused(403, ENABLE_HINT)
     if not tokens.carries(request, token):
-        raise Refused(
-            401,
-            "This endpoint needs 'Authorization: Bearer <token>' with the server's "
-            f"{TOKEN_VARIABLE}.",
-            {"WWW-Authenticate": "Bearer"},
-        )
+        raise Refused(401, tokens.needed(TOKEN_VARIABLE), tokens.CHALLENGE)
 
 
 def _too_large() -> str:

@@ -13,3 +13,11 @@ def carries(request: web.Request, token: str) -> bool:
     offered = given.strip().encode("utf-8", "surrogateescape")
     expected = token.encode("utf-8", "surrogateescape")
     return scheme.lower() == "bearer" and hmac.compare_digest(offered, expected)
+
+
+CHALLENGE = {"WWW-Authenticate": "Bearer"}  # the headers of a 401
+
+
+def needed(variable: str) -> str:
+    """The 401's sentence: what the request lacks."""
+    return f"This endpoint needs 'Authorization: Bearer <token>' with the server's {variable}."

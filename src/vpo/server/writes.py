@@ -67,12 +67,7 @@ def authorize(request: web.Request) -> None:
     if token is None:
         raise ApiError(403, ENABLE_HINT)
     if not tokens.carries(request, token):
-        raise ApiError(
-            401,
-            "This endpoint needs 'Authorization: Bearer <token>' with the server's "
-            f"{TOKEN_VARIABLE}.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(401, tokens.needed(TOKEN_VARIABLE), headers=tokens.CHALLENGE)
 
 
 def _purge_filter(request: web.Request) -> PurgeFilter:
