@@ -57,3 +57,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (tests/queue_support.py)."""
+    from tests.queue_support import redis_server
+
+    with redis_server(tmp_path) as url:
+        yield url

@@ -5,118 +5,29 @@ server under the server's file id, in the trace the enqueuer started; a file cha
 after enqueueing is refused (not run, not retried: dead-lettered); SIGTERM stops the
 worker with exit 0 (docs/cli.md, `vpo worker`)."""
 
-import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.helpers import CLEANUP, SLOW_TRANSCODE, invoke, query, wait_for
-from tests.integration.test_server_api import Server, start_server
+from tests.queue_support import (
+    dead_letters,
+    enqueue,
+    free_port,
+    kill,
+    runs,
+    serve,
+    spooled,
+    start_worker,
+    stop,
+    until,
+)
+from tests.queue_support import messages as waiting
 from vpo.queue.broker import QUEUE_NAME
 from vpo.queue.message import FileMessage, InvalidMessage, PathMap, policy_digest
-
-WORKER_TOKEN = "queue-worker-token-0123456789"  # noqa: S105 - a test token
-TIMEOUT = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port, persisting nothing."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("Debian's redis-server is needed (scripts/setup.sh installs it)")
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(timeout=20)
-
-
-def _messages(url: str) -> list[FileMessage]:
-    """The messages waiting in the queue, as the worker will read them."""
-    client = redis.Redis.from_url(url)
-    try:
-        raw = client.hgetall(f"dramatiq:{QUEUE_NAME}.msgs")
-    finally:
-        client.close()
-    return [FileMessage.from_dict(json.loads(value)["args"][0]) for value in raw.values()]
-
-
-def _dead_letters(url: str) -> int:
-    client = redis.Redis.from_url(url)
-    try:
-        return int(client.zcard(f"dramatiq:{QUEUE_NAME}.XQ"))
-    finally:
-        client.close()
-
-
-def _start_worker(url: str, server_url: str, tmp_path: Path, *options: str) -> subprocess.Popen:
-    log = (tmp_path / "worker.log").open("w")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vpo",
-            "worker",
-            "--queue",
-            url,
-            "--server",
-            server_url,
-            "--db",
-            str(tmp_path / "worker.db"),
-            *options,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "VPO_WORKER_TOKEN": WORKER_TOKEN, "PYTHONUNBUFFERED": "1"},
-        cwd=tmp_path,
-    )
 
 
 def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
@@ -129,7 +40,7 @@ def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
     files = sorted(path for path in library.iterdir() if path.is_file())
     assert enqueued.exit_code == 0, enqueued.stderr
     assert enqueued.stdout.strip() == f"Enqueued {len(files)} file(s)."
-    messages = {m.relative_path: m for m in _messages(redis_url)}
+    messages = {m.relative_path: m for m in waiting(redis_url)}
     assert sorted(messages) == sorted(path.name for path in files)
     library_ids = {row["path"]: row["id"] for row in query(server_db, "SELECT id, path FROM files")}
     for name, message in messages.items():
@@ -144,18 +55,18 @@ def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
     mounted = tmp_path / "mnt"
     mounted.symlink_to(library)
 
-    served = _serve(server_db, tmp_path)
-    worker = _start_worker(
+    served = serve(server_db, tmp_path)
+    worker = start_worker(
         redis_url, served.url, tmp_path, "--path-map", f"{library.resolve()}={mounted}"
     )
     try:
-        _until(
-            lambda: _runs(server_db) >= len(files) - 1 and _dead_letters(redis_url) == 1,
+        until(
+            lambda: runs(server_db) >= len(files) - 1 and dead_letters(redis_url) == 1,
             worker,
         )
-        assert _stop(worker) == [0]
+        assert stop(worker) == [0]
     finally:
-        _kill(worker)
+        kill(worker)
         assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
@@ -173,70 +84,27 @@ def test_enqueued_files_are_run_once_by_a_worker_and_recorded_on_the_server(
         assert row["success"] == 1, (name, log)
         assert row["trace_id"] == messages[name].trace_id  # the enqueuer's trace
         assert f"(trace {row['trace_id']})" in log
-    assert _dead_letters(redis_url) == 1  # the refused message, not retried
-    assert not _messages(redis_url)  # nothing left waiting
-
-
-def _serve(server_db: Path, tmp_path: Path, port: str | None = None) -> Server:
-    """`vpo serve` taking this file's worker token (on `port`, so it can come back there)."""
-    options = ("--port", port) if port is not None else ()
-    return start_server(
-        server_db, tmp_path, options=options, env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
-    )
-
-
-def _runs(server_db: Path) -> int:
-    return int(query(server_db, "SELECT COUNT(*) AS n FROM processing_stats")[0]["n"])
-
-
-def _until(done: Callable[[], bool], *workers: subprocess.Popen) -> None:
-    """Until `done()`, a worker exits or TIMEOUT passes; then a second for stragglers (the
-    assertions after say what was wrong)."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline and all(w.poll() is None for w in workers):
-        if done():
-            break
-        time.sleep(0.3)
-    time.sleep(1.0)  # nothing more may arrive
-
-
-def _stop(*workers: subprocess.Popen) -> list[int]:
-    """SIGTERM to each worker; their exit codes."""
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-    return [worker.wait(timeout=60) for worker in workers]
-
-
-def _kill(*workers: subprocess.Popen) -> None:
-    """What a failed test leaves running."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-
-
-def _enqueue(server_db: Path, policy: Path, url: str, *paths: Path) -> None:
-    result = invoke("--db", server_db, "process", "--policy", policy, "--queue", url, *paths)
-    assert result.exit_code == 0, result.stderr
+    assert dead_letters(redis_url) == 1  # the refused message, not retried
+    assert not waiting(redis_url)  # nothing left waiting
 
 
 def test_two_workers_run_each_file_exactly_once(
     library: Path, tmp_path: Path, redis_url: str
 ) -> None:
     server_db = tmp_path / "server.db"
-    _enqueue(server_db, CLEANUP, redis_url, library)
+    enqueue(server_db, CLEANUP, redis_url, library)
     files = sorted(path.name for path in library.iterdir())
-    served = _serve(server_db, tmp_path)
+    served = serve(server_db, tmp_path)
     folders = [tmp_path / "one", tmp_path / "two"]
     workers = []
     try:
         for folder in folders:
             folder.mkdir()
-            workers.append(_start_worker(redis_url, served.url, folder, "--jobs", "2"))
-        _until(lambda: _runs(server_db) >= len(files), *workers)
-        assert _stop(*workers) == [0, 0]
+            workers.append(start_worker(redis_url, served.url, folder, "--jobs", "2"))
+        until(lambda: runs(server_db) >= len(files), *workers)
+        assert stop(*workers) == [0, 0]
     finally:
-        _kill(*workers)
+        kill(*workers)
         assert served.stop() == 0
     logs = [(folder / "worker.log").read_text() for folder in folders]
     rows = query(
@@ -255,19 +123,19 @@ def test_sigterm_interrupts_the_running_run_and_its_message_is_retried(
     slow = tmp_path / "slow.yaml"
     slow.write_text(SLOW_TRANSCODE)
     server_db = tmp_path / "server.db"
-    _enqueue(server_db, slow, redis_url, movie)
+    enqueue(server_db, slow, redis_url, movie)
     before = set(library.iterdir())
-    served = _serve(server_db, tmp_path)
-    worker = _start_worker(redis_url, served.url, tmp_path)
+    served = serve(server_db, tmp_path)
+    worker = start_worker(redis_url, served.url, tmp_path)
     try:
         deadline = time.monotonic() + 60
         while set(library.iterdir()) == before and time.monotonic() < deadline:
             time.sleep(0.01)
         assert set(library.iterdir()) != before, "the transcode never started writing"
-        assert _stop(worker) == [0]
-        wait_for(lambda: _runs(server_db), 30, "the interrupted run never arrived")
+        assert stop(worker) == [0]
+        wait_for(lambda: runs(server_db), 30, "the interrupted run never arrived")
     finally:
-        _kill(worker)
+        kill(worker)
         assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
@@ -279,10 +147,10 @@ def test_sigterm_interrupts_the_running_run_and_its_message_is_retried(
         assert client.hlen(f"dramatiq:{QUEUE_NAME}.DQ.msgs") == 1, log
     finally:
         client.close()
-    assert _dead_letters(redis_url) == 0
+    assert dead_letters(redis_url) == 0
 
 
-def test_a_message_is_checked_before_anything_runs() -> None:
+def test_a_message_is_checked_before_anythingruns() -> None:
     policy = CLEANUP.read_text()
     fields = {
         "policy_yaml": policy,
@@ -315,10 +183,10 @@ def test_a_message_is_checked_before_anything_runs() -> None:
         FileMessage.from_dict({k: v for k, v in fields.items() if k != "size"})
 
 
-def test_a_worker_whose_token_the_server_refuses_exits_1_before_taking_messages(
+def test_a_worker_whose_token_the_server_refuses_exits_1_before_takingmessages(
     tmp_path: Path, redis_url: str
 ) -> None:
-    served = _serve(tmp_path / "server.db", tmp_path)
+    served = serve(tmp_path / "server.db", tmp_path)
     try:
         result = invoke(
             "worker", "--queue", redis_url, "--server", served.url, "--db", tmp_path / "w.db",
@@ -337,13 +205,13 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
     """A file must never change without its run recorded: with the server stopped, the
     worker waits (files untouched, messages kept); when it is back, every run arrives."""
     server_db = tmp_path / "server.db"
-    port = str(_free_port())
-    served = _serve(server_db, tmp_path, port)
-    worker = _start_worker(redis_url, served.url, tmp_path)
+    port = str(free_port())
+    served = serve(server_db, tmp_path, port)
+    worker = start_worker(redis_url, served.url, tmp_path)
     try:
         time.sleep(1.0)  # the worker has checked the server and is ready
         assert served.stop() == 0
-        _enqueue(server_db, CLEANUP, redis_url, library)
+        enqueue(server_db, CLEANUP, redis_url, library)
         files = sorted(path.name for path in library.iterdir())
         untouched = {name: (library / name).read_bytes() for name in files}
         log_path = tmp_path / "worker.log"
@@ -353,11 +221,11 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
             time.sleep(0.1)
         time.sleep(3.0)  # a few checks more: still nothing run
         assert {name: (library / name).read_bytes() for name in files} == untouched
-        served = _serve(server_db, tmp_path, port)
-        _until(lambda: _runs(server_db) >= len(files), worker)
-        assert _stop(worker) == [0]
+        served = serve(server_db, tmp_path, port)
+        until(lambda: runs(server_db) >= len(files), worker)
+        assert stop(worker) == [0]
     finally:
-        _kill(worker)
+        kill(worker)
         served.stop()
     log = log_path.read_text()
     assert "the server answers again" in log, log
@@ -367,12 +235,7 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
     )
     assert sorted(Path(r["path"]).name for r in rows) == files, log  # each once
     assert all(r["success"] == 1 for r in rows), log
-    assert "not recorded" not in log and not _messages(redis_url)
-
-
-def _spooled(tmp_path: Path) -> list[Path]:
-    """The batches of spans the worker (`--db tmp_path/worker.db`) has not yet sent."""
-    return sorted((tmp_path / "worker.db.spool").glob("*.pb"))
+    assert "not recorded" not in log and not waiting(redis_url)
 
 
 def _run_while_the_server_stops(
@@ -384,18 +247,18 @@ def _run_while_the_server_stops(
     slow = tmp_path / "slow.yaml"
     slow.write_text(SLOW_TRANSCODE)
     server_db = tmp_path / "server.db"
-    _enqueue(server_db, slow, redis_url, movie)
+    enqueue(server_db, slow, redis_url, movie)
     before = set(library.iterdir())
-    served = _serve(server_db, tmp_path, port)
-    worker = _start_worker(redis_url, served.url, tmp_path)
+    served = serve(server_db, tmp_path, port)
+    worker = start_worker(redis_url, served.url, tmp_path)
     try:
         wait_for(lambda: set(library.iterdir()) != before, 30, "the transcode never started")
         assert served.stop() == 0  # in the middle of the run
         log_path = tmp_path / "worker.log"
         wait_for(lambda: " succeeded: " in log_path.read_text(), 60, "the run never ended")
-        assert _spooled(tmp_path), log_path.read_text()
+        assert spooled(tmp_path), log_path.read_text()
         assert not query(server_db, "SELECT id FROM processing_stats")
-        assert not _messages(redis_url)  # acknowledged: its spans are on disk
+        assert not waiting(redis_url)  # acknowledged: its spans are on disk
     except BaseException:
         worker.kill()
         worker.wait()
@@ -406,16 +269,16 @@ def _run_while_the_server_stops(
 def test_a_run_whose_server_stops_is_spooled_and_recorded_once_when_it_is_back(
     library: Path, tmp_path: Path, redis_url: str
 ) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     server_db, worker = _run_while_the_server_stops(library, tmp_path, redis_url, port)
     served = None
     try:
-        served = _serve(server_db, tmp_path, port)
-        wait_for(lambda: not _spooled(tmp_path), 30, "the spool was never sent")
+        served = serve(server_db, tmp_path, port)
+        wait_for(lambda: not spooled(tmp_path), 30, "the spool was never sent")
         time.sleep(1.0)  # nothing more may arrive
-        assert _stop(worker) == [0]
+        assert stop(worker) == [0]
     finally:
-        _kill(worker)
+        kill(worker)
         if served is not None:
             assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
@@ -430,28 +293,28 @@ def test_a_run_whose_server_stops_is_spooled_and_recorded_once_when_it_is_back(
 def test_a_restarted_worker_sends_what_its_spool_kept_first(
     library: Path, tmp_path: Path, redis_url: str
 ) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     server_db, worker = _run_while_the_server_stops(library, tmp_path, redis_url, port)
     try:  # the server still away: the spool stays on disk
-        assert _stop(worker) == [0]
+        assert stop(worker) == [0]
     finally:
-        _kill(worker)
+        kill(worker)
     first_log = (tmp_path / "worker.log").read_text()
     assert "left in the spool" in first_log, first_log
-    assert _spooled(tmp_path), first_log
+    assert spooled(tmp_path), first_log
     (tmp_path / "worker.log").rename(tmp_path / "first-worker.log")
-    served = _serve(server_db, tmp_path, port)
-    worker = _start_worker(redis_url, served.url, tmp_path)  # the same --db, its spool
+    served = serve(server_db, tmp_path, port)
+    worker = start_worker(redis_url, served.url, tmp_path)  # the same --db, its spool
     try:
-        wait_for(lambda: _runs(server_db), 30, "the spooled run never arrived")
+        wait_for(lambda: runs(server_db), 30, "the spooled run never arrived")
         time.sleep(1.0)  # nothing more may arrive
-        assert _stop(worker) == [0]
+        assert stop(worker) == [0]
     finally:
-        _kill(worker)
+        kill(worker)
         assert served.stop() == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
-    assert not _spooled(tmp_path), log
+    assert not spooled(tmp_path), log
     assert not list((tmp_path / "worker.db.spool").iterdir()), log  # no temporary left
     [run] = query(server_db, "SELECT success, trace_id FROM processing_stats")  # once
     assert run["success"] == 1, (first_log, log)
