@@ -19,9 +19,18 @@ def utc_now() -> str:
     return format_utc(datetime.now(UTC))
 
 
+_EPOCH = datetime(1970, 1, 1)
+_LAST_SECOND = 253402300799  # 9999-12-31T23:59:59
+
+
 def format_ns(epoch_ns: int) -> str:
     """An OpenTelemetry timestamp (ns since the epoch) in the stored format, to the µs."""
     seconds, ns = divmod(epoch_ns, 1_000_000_000)
+    if type(epoch_ns) is int and 0 <= seconds <= _LAST_SECOND:
+        # The same text, by exact integer arithmetic on a naive UTC time: twice as fast
+        # (every recorded run formats its start). Other values take the general way.
+        moment = _EPOCH + timedelta(seconds=seconds, microseconds=ns // 1000)
+        return moment.isoformat(timespec="microseconds") + "Z"
     moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000)
     return format_utc(moment)
 

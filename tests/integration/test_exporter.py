@@ -371,3 +371,58 @@ def test_bookkeeping_is_bounded(stats_db: Path, monkeypatch: pytest.MonkeyPatch)
     problems = telemetry.shutdown()
     assert len(problems) == 6
     assert problems[-1].startswith("… and ") and "more problem(s)" in problems[-1]
+
+
+def test_a_write_of_many_runs_at_once_makes_the_rows_of_one_run_at_a_time(tmp_path: Path) -> None:
+    """The exporter's fast path (`insert_checked_runs`: a few statements for a whole
+    batch, no savepoint per run) stores exactly what `insert_run` run by run stores:
+    every column of every row, ids included, and the rollups."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from vpo.db import open_database
+    from vpo.db.stats import insert_checked_runs, insert_run
+    from vpo.telemetry.rows import build_run
+
+    provider = TracerProvider(resource=Resource({}))  # no host.name: some runs lack a worker
+    kept = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    runs = [ten_action_run(file_id=1 + i % 3, policy=f"p{i % 2}") for i in range(5)]
+    runs.append(SyntheticRun(file_id=2, phases=[]))  # no phase, no action
+    runs.append(SyntheticRun(file_id=3, fail_with=RuntimeError("mkvmerge failed")))
+    for run in runs:
+        emit(provider.get_tracer("t"), None, run)
+    spans = list(kept.get_finished_spans())
+    records = []
+    for n, root in enumerate(s for s in spans if s.name == attr.PROCESS_FILE):
+        phases, actions = _run_spans(spans, root)
+        worker = None if n % 2 else f"host-{n}"
+        records.append(build_run(root, phases, actions, default_worker=worker).record)
+    assert {r.worker is None for r in records} == {True, False}
+
+    at_once = database_with_files(tmp_path / "at-once.db", 3)
+    one_by_one = database_with_files(tmp_path / "one-by-one.db", 3)
+    conn = open_database(at_once)
+    conn.execute("BEGIN IMMEDIATE")
+    insert_checked_runs(conn, records)
+    conn.execute("COMMIT")
+    conn.close()
+    conn = open_database(one_by_one)
+    conn.execute("BEGIN IMMEDIATE")
+    for record in records:
+        conn.execute("SAVEPOINT run")
+        insert_run(conn, record)
+        conn.execute("RELEASE run")
+    conn.execute("COMMIT")
+    conn.close()
+
+    for sql in (
+        "SELECT rowid, * FROM processing_stats ORDER BY rowid",
+        "SELECT * FROM action_results ORDER BY id",
+        "SELECT * FROM performance_metrics ORDER BY id",
+        "SELECT * FROM stats_rollups ORDER BY span, bucket, policy_name",
+    ):
+        expected = [tuple(row) for row in query(one_by_one, sql)]
+        assert [tuple(row) for row in query(at_once, sql)] == expected
+        assert expected, sql
+    assert len(query(at_once, "SELECT id FROM action_results")) == 50  # 5 runs x 10 actions

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from vpo.db.measures import SPANS
 from vpo.db.windows import Piece, pieces
-from vpo.timefmt import format_utc, parse_when
+from vpo.timefmt import format_ns, format_utc, parse_when
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
 
@@ -75,3 +75,32 @@ def test_pieces_cover_the_window_exactly_once(since, until, points, coarsest) ->
         inside = (since is None or point >= since) and (until is None or point < until)
         stamp = format_utc(point)
         assert sum(_contains(piece, stamp) for piece in parts) == int(inside)
+
+
+def _format_ns_by_datetime(epoch_ns: int) -> str:
+    """The general way `format_ns` took for every time before its integer fast path."""
+    seconds, ns = divmod(epoch_ns, 1_000_000_000)
+    return format_utc(datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000))
+
+
+_LAST_NS = 253402300799 * 10**9 + 999_999_999  # 9999-12-31T23:59:59.999999999Z
+
+
+@given(st.integers(min_value=0, max_value=_LAST_NS))
+@settings(max_examples=500, deadline=None)
+def test_span_times_are_stored_as_the_datetime_way_writes_them(epoch_ns: int) -> None:
+    assert format_ns(epoch_ns) == _format_ns_by_datetime(epoch_ns)
+
+
+@pytest.mark.parametrize(
+    ("epoch_ns", "expected"),
+    [
+        (0, "1970-01-01T00:00:00.000000Z"),
+        (999, "1970-01-01T00:00:00.000000Z"),
+        (1_764_028_799_999_999_999, "2025-11-24T23:59:59.999999Z"),
+        (1_764_028_800_000_000_000, "2025-11-25T00:00:00.000000Z"),
+        (_LAST_NS, "9999-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_span_time_edges(epoch_ns: int, expected: str) -> None:
+    assert format_ns(epoch_ns) == expected == _format_ns_by_datetime(epoch_ns)

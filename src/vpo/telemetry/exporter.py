@@ -27,7 +27,8 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -35,10 +36,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from vpo.db.connection import BUSY_TIMEOUT_SECONDS, open_database
 from vpo.db.interrupted import MarkerStore
-from vpo.db.stats import ProcessingStatsRecord, insert_run
+from vpo.db.stats import ProcessingStatsRecord, insert_checked_runs, insert_run
 from vpo.errors import DatabaseError
 from vpo.telemetry import attributes as attr
-from vpo.telemetry.rows import build_run
+from vpo.telemetry.rows import BuiltRun, build_run
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,29 @@ MAX_PENDING_RUNS = 20_000  # runs kept for a database that cannot be written, at
 MAX_PROBLEMS = 100  # problems kept word for word; the rest are counted
 ATTEMPT_SECONDS = 0.5  # SQLite busy timeout of one write attempt
 RETRY_PAUSE_SECONDS = 0.25  # between attempts, with the writer lock released
+
+
+@dataclass(frozen=True)
+class PrebuiltRun:
+    """A run someone already built from these spans with `build_run` (the OTLP ingest
+    does, to check the contract): the exporter takes it instead of building the same
+    record again, when the run it assembles has exactly these spans."""
+
+    root: ReadableSpan
+    phases: tuple[ReadableSpan, ...]
+    actions: tuple[ReadableSpan, ...]
+    built: BuiltRun
+
+    def matches(
+        self, root: ReadableSpan, phases: list[ReadableSpan], actions: list[ReadableSpan]
+    ) -> bool:
+        """The same span objects; `build_run` only sees them sorted by start time (a
+        stable sort), so equal sorted sequences make equal records."""
+        return (
+            root is self.root
+            and _same_in_order(phases, self.phases)
+            and _same_in_order(actions, self.actions)
+        )
 
 
 class StatsSpanExporter(SpanExporter):
@@ -85,7 +109,13 @@ class StatsSpanExporter(SpanExporter):
 
     # --- SpanExporter ----------------------------------------------------------------
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(
+        self,
+        spans: Sequence[ReadableSpan],
+        prebuilt: Mapping[int, PrebuiltRun] | None = None,
+    ) -> SpanExportResult:
+        """Record the runs that `spans` complete. `prebuilt` (by root span id) holds runs
+        the caller has already built, so they are not built twice."""
         if self._shut_down:
             return SpanExportResult.FAILURE
         refused: list[str] = []
@@ -93,7 +123,7 @@ class StatsSpanExporter(SpanExporter):
             for span in spans:
                 try:
                     if span.name == attr.PROCESS_FILE:
-                        self._complete_run(span, refused)
+                        self._complete_run(span, refused, prebuilt)
                     elif span.name in (attr.PHASE, attr.ACTION) and span.context is not None:
                         self._wait(span)
                 except Exception as exc:  # one odd span never blocks the others
@@ -200,7 +230,12 @@ class StatsSpanExporter(SpanExporter):
                 taken.append(span)
         return taken
 
-    def _complete_run(self, root: ReadableSpan, refused: list[str]) -> None:
+    def _complete_run(
+        self,
+        root: ReadableSpan,
+        refused: list[str],
+        prebuilt: Mapping[int, PrebuiltRun] | None = None,
+    ) -> None:
         phases: list[ReadableSpan] = []
         actions: list[ReadableSpan] = []
         for child in self._take_children(root.context.span_id):  # type: ignore[union-attr]
@@ -210,8 +245,12 @@ class StatsSpanExporter(SpanExporter):
             else:
                 actions.append(child)  # an action outside any phase still belongs to the run
         stats_id = (root.attributes or {}).get(attr.STATS_ID)
+        ready = prebuilt.get(root.context.span_id) if prebuilt else None  # type: ignore[union-attr]
         try:
-            built = build_run(root, phases, actions, default_worker=self.host)
+            if ready is not None and ready.matches(root, phases, actions):
+                built = ready.built
+            else:
+                built = build_run(root, phases, actions, default_worker=self.host)
         except Exception as exc:  # a bug in whoever described the run: this run alone
             self._report(f"refused a run that breaks the data model (a bug): {exc}")
             if isinstance(stats_id, str):
@@ -260,7 +299,13 @@ class StatsSpanExporter(SpanExporter):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = [(run, self._write_one(conn, run)) for run in batch]
+                if self._write_all(conn, batch):
+                    outcomes = [(run, True) for run in batch]
+                else:  # a run at fault: again, one savepoint per run, to refuse it alone
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    outcomes = [(run, self._write_one(conn, run)) for run in batch]
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
@@ -278,12 +323,25 @@ class StatsSpanExporter(SpanExporter):
         self._clear_markers(written + refused)
         return False
 
+    def _write_all(self, conn: sqlite3.Connection, batch: list[ProcessingStatsRecord]) -> bool:
+        """The fast path: every run of `batch` in a few statements, without a savepoint
+        per run (about a third of SQLite's cost of a run, docs/benchmarks.md). False,
+        with some runs maybe written, when a run is at fault: the caller rolls back and
+        writes run by run. A fault of the database is raised for the whole write."""
+        try:
+            insert_checked_runs(conn, batch)  # built by build_run: already checked
+        except Exception as exc:
+            if _database_wide(exc):
+                raise
+            return False
+        return True
+
     def _write_one(self, conn: sqlite3.Connection, run: ProcessingStatsRecord) -> bool:
         """Insert one run inside its savepoint; False (refused, reported) when the run
         itself is at fault. A fault of the database is raised for the whole write."""
         conn.execute("SAVEPOINT run")
         try:
-            insert_run(conn, run)
+            insert_run(conn, run, checked=True)  # built by build_run: already checked
         except Exception as exc:
             if _database_wide(exc):
                 raise
@@ -307,7 +365,7 @@ class StatsSpanExporter(SpanExporter):
             return False
         try:
             conn.execute("DELETE FROM processing_stats WHERE id = ?", (run.id,))
-            insert_run(conn, run)
+            insert_run(conn, run, checked=True)
         except Exception as exc:
             if _database_wide(exc):
                 raise
@@ -383,6 +441,17 @@ class StatsSpanExporter(SpanExporter):
                 self._problems.append(problem)
             else:
                 self._more_problems += 1
+
+
+def _same_in_order(spans: list[ReadableSpan], built_from: tuple[ReadableSpan, ...]) -> bool:
+    if len(spans) != len(built_from):
+        return False
+    ordered = sorted(spans, key=_start)
+    return all(a is b for a, b in zip(ordered, sorted(built_from, key=_start), strict=True))
+
+
+def _start(span: ReadableSpan) -> int:
+    return span.start_time or 0
 
 
 def _busy(exc: BaseException) -> bool:

@@ -45,6 +45,15 @@ __all__ = [
 # Span.flags (OTLP 1.1+): bit 8 says whether bit 9 (the parent is remote) is known.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
+# Made once rather than per span (an enum call costs more than the rest of a field):
+# every TraceFlags value, OTLP's span kinds (from SPAN_KIND_UNSPECIFIED = 0, INTERNAL = 1;
+# the SDK counts from INTERNAL = 0) and the statuses without a description, which
+# are immutable and so can be shared.
+_TRACE_FLAGS = tuple(TraceFlags(n) for n in range(256))
+_KINDS = {0: SpanKind.INTERNAL, **{kind.value + 1: kind for kind in SpanKind}}
+_STATUS_UNSET = Status(StatusCode.UNSET)
+_STATUS_OK = Status(StatusCode.OK)
+_SCALARS = frozenset(("string_value", "bool_value", "int_value", "double_value", "bytes_value"))
 _ID_FIELDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
 
 
@@ -168,7 +177,8 @@ def readable_span(
     scope: InstrumentationScope | None = None,
 ) -> ReadableSpan:
     trace_id = int.from_bytes(span.trace_id, "big")
-    flags = TraceFlags(span.flags & 0xFF)
+    span_flags = span.flags
+    flags = _TRACE_FLAGS[span_flags & 0xFF]
     context = SpanContext(
         trace_id,
         int.from_bytes(span.span_id, "big"),
@@ -177,15 +187,22 @@ def readable_span(
         trace_state=_trace_state(span.trace_state),
     )
     parent = None
-    if span.parent_span_id:
+    parent_span_id = span.parent_span_id
+    if parent_span_id:
         parent = SpanContext(
             trace_id,
-            int.from_bytes(span.parent_span_id, "big"),
-            is_remote=bool(span.flags & _HAS_IS_REMOTE and span.flags & _IS_REMOTE),
+            int.from_bytes(parent_span_id, "big"),
+            is_remote=bool(span_flags & _HAS_IS_REMOTE and span_flags & _IS_REMOTE),
             trace_flags=flags,
         )
-    code = StatusCode(span.status.code) if span.status.code in (0, 1, 2) else StatusCode.UNSET
-    status = Status(code, span.status.message or None) if code is StatusCode.ERROR else Status(code)
+    otlp_status = span.status
+    code = otlp_status.code
+    if code == 2:
+        status = Status(StatusCode.ERROR, otlp_status.message or None)
+    else:  # an unknown code is taken as unset
+        status = _STATUS_OK if code == 1 else _STATUS_UNSET
+    events = span.events
+    links = span.links
     return ReadableSpan(
         name=span.name,
         context=context,
@@ -194,22 +211,26 @@ def readable_span(
         attributes=_attributes(span.attributes),
         events=tuple(
             Event(event.name, _attributes(event.attributes), event.time_unix_nano)
-            for event in span.events
-        ),
+            for event in events
+        )
+        if events
+        else (),
         links=tuple(
             Link(
                 SpanContext(
                     int.from_bytes(link.trace_id, "big"),
                     int.from_bytes(link.span_id, "big"),
                     is_remote=True,
-                    trace_flags=TraceFlags(link.flags & 0xFF),
+                    trace_flags=_TRACE_FLAGS[link.flags & 0xFF],
                     trace_state=_trace_state(link.trace_state),
                 ),
                 _attributes(link.attributes),
             )
-            for link in span.links
-        ),
-        kind=_kind(span.kind),
+            for link in links
+        )
+        if links
+        else (),
+        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
         status=status,
         start_time=span.start_time_unix_nano or None,
         end_time=span.end_time_unix_nano or None,
@@ -228,14 +249,6 @@ def well_formed(span: ReadableSpan) -> bool:
     )
 
 
-def _kind(kind: int) -> SpanKind:
-    # OTLP counts from SPAN_KIND_UNSPECIFIED = 0, INTERNAL = 1; the SDK from INTERNAL = 0.
-    try:
-        return SpanKind(kind - 1) if kind > 0 else SpanKind.INTERNAL
-    except ValueError:
-        return SpanKind.INTERNAL
-
-
 def _trace_state(header: str) -> TraceState | None:
     if not header:
         return None
@@ -245,9 +258,12 @@ def _trace_state(header: str) -> TraceState | None:
 def _attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for pair in pairs:
-        value = _value(pair.value)
-        if value is not None:
-            attributes[pair.key] = value
+        value = pair.value
+        which = value.WhichOneof("value")
+        if which in _SCALARS:  # most values: read in place, without a call to _value
+            attributes[pair.key] = getattr(value, which)
+        elif which is not None:
+            attributes[pair.key] = _value(value)
     return attributes
 
 

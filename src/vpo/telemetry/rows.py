@@ -93,7 +93,7 @@ def build_run(
         phases=tuple(phase_rows),
         **counts,
     )
-    problems = record.problems()
+    problems = record.row_problems()  # its phases and actions were checked by _valid
     if problems:
         raise InvalidRecordError(f"run {stats_id}: " + "; ".join(problems))
     return BuiltRun(record, refused)
@@ -128,17 +128,17 @@ def _phase_row(span: ReadableSpan) -> PerformanceMetricRecord:
 
 def _action_row(span: ReadableSpan) -> ActionResultRecord:
     a = span.attributes or {}
+    failed = _failed(span)
     return ActionResultRecord(
         action_type=str(a.get(attr.ACTION_TYPE, "")),
-        success=not _failed(span),
+        success=not failed,
         track_type=_str(a, attr.TRACK_TYPE),
         track_index=_int(a, attr.TRACK_INDEX, None),
         before_state=_str(a, attr.ACTION_BEFORE),
         after_state=_str(a, attr.ACTION_AFTER),
         duration_ms=round(((span.end_time or 0) - (span.start_time or 0)) / 1e6),
         rule_reference=_str(a, attr.ACTION_RULE),
-        message=_str(a, attr.ACTION_MESSAGE)
-        or (span.status.description if _failed(span) else None),
+        message=_str(a, attr.ACTION_MESSAGE) or (span.status.description if failed else None),
         tool=_str(a, attr.ACTION_TOOL) or None,
         tool_call=_int(a, attr.ACTION_TOOL_CALL, None),
     )
@@ -178,6 +178,8 @@ def _seconds(span: ReadableSpan) -> float:
 
 def _int(attributes: Mapping[str, Any], key: str, default: Any) -> Any:
     value = attributes.get(key)
+    if type(value) is int:  # the usual case first (a bool is not exactly an int)
+        return value
     if isinstance(value, bool) or value is None:
         return default
     return int(value) if isinstance(value, int | float) else default
