@@ -17,6 +17,7 @@ declare -A NEEDS=(
     [wrk]=wrk  # load generator of benchmarks/bench_server.py (it falls back to aiohttp)
     [chromium]=chromium  # the dashboard tests drive the real page
     [redis-server]=redis-server  # the queue tests start a real Redis
+    [ip]=iproute2  # a queue test puts the workers in a network namespace of their own
 )
 
 PYTHON="${PYTHON:-python3}"

@@ -32,8 +32,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port, persisting nothing."""
+def redis_server(
+    tmp_path: Path, also_bind: tuple[str, ...] = (), password: str | None = None
+) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (and the addresses `also_bind`,
+    which Redis refuses to serve without a `password`), persisting nothing."""
     if shutil.which("redis-server") is None:
         pytest.fail("Debian's redis-server is needed (scripts/setup.sh installs it)")
     folder = tmp_path / "redis"
@@ -46,17 +49,19 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
             str(port),
             "--bind",
             "127.0.0.1",
+            *also_bind,
             "--save",
             "",
             "--appendonly",
             "no",
             "--dir",
             str(folder),
+            *(("--requirepass", password) if password else ()),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
         deadline = time.monotonic() + 20
@@ -93,10 +98,15 @@ def dead_letters(url: str) -> int:
         client.close()
 
 
-def start_worker(url: str, server_url: str, tmp_path: Path, *options: str) -> subprocess.Popen:
+def start_worker(
+    url: str, server_url: str, tmp_path: Path, *options: str, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`vpo worker` logging to tmp_path/worker.log, its scratch database in tmp_path; the
+    command after `prefix` (e.g. `ip netns exec NAME`)."""
     log = (tmp_path / "worker.log").open("w")
     return subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "vpo",
@@ -116,9 +126,12 @@ def start_worker(url: str, server_url: str, tmp_path: Path, *options: str) -> su
     )
 
 
-def serve(server_db: Path, tmp_path: Path, port: str | None = None) -> Server:
-    """`vpo serve` taking this file's worker token (on `port`, so it can come back there)."""
-    options = ("--port", port) if port is not None else ()
+def serve(
+    server_db: Path, tmp_path: Path, port: str | None = None, options: tuple[str, ...] = ()
+) -> Server:
+    """`vpo serve` taking this file's worker token (on `port`, so it can come back there),
+    with more command-line `options`."""
+    options = (*options, "--port", port) if port is not None else options
     return start_server(
         server_db, tmp_path, options=options, env={"VPO_WORKER_TOKEN": WORKER_TOKEN}
     )

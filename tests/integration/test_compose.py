@@ -335,9 +335,13 @@ def test_the_tracing_profile_is_optional_and_off_by_default() -> None:
     traced = [name for name, service in stack.items() if "tracing" in service.get("profiles", [])]
     assert traced == ["jaeger"]
     assert {c for _, _, c in published(stack["jaeger"])} >= {16686, 4318}
+    optional = {"jaeger": ["tracing"], "redis": ["workers"], "worker": ["workers"]}
     for name, service in stack.items():
-        if name != "jaeger":
+        wanted = optional.get(name)
+        if wanted is None:
             assert not service.get("profiles"), f"{name} must start without a profile"
+        else:
+            assert service["profiles"] == wanted, name
     environment = stack["vpo"]["environment"]
     # Nothing leaves the machine unless the user says where (README.md).
     assert with_defaults(environment["OTEL_EXPORTER_OTLP_ENDPOINT"]) == ""
@@ -447,7 +451,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     )
     assert refused.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in refused.stderr
     env["GRAFANA_ADMIN_PASSWORD"] = "test"  # noqa: S105 - only to render the file
-    for profile in ([], ["--profile", "tracing"]):
+    for profile in ([], ["--profile", "tracing"], ["--profile", "workers"]):
         result = subprocess.run(
             [*base, *profile, "config", "--quiet"],
             capture_output=True,
@@ -475,3 +479,135 @@ def test_the_readme_documents_every_variable_of_the_compose_file() -> None:
     trace_url = re.search(r"VPO_TRACE_URL='([^']+)'", section)[1]
     assert urlsplit(trace_url).port in {host for _, host, _ in published(jaeger)}
     assert "docs/metrics.md" in section
+
+
+# --- The `workers` profile: Redis and a `vpo worker` next to VPO (docs/workers.md) ---
+
+COLLECTOR_FILE = ROOT / "telemetry" / "otel-collector.yaml"
+
+
+def test_the_workers_profile_runs_a_worker_of_the_same_image_on_the_same_library() -> None:
+    stack = services()
+    vpo, worker, redis = stack["vpo"], stack["worker"], stack["redis"]
+    assert worker["build"] == vpo["build"], "the worker runs vpo's image"
+    argv = [str(arg) for arg in worker["command"]]
+    assert argv[:2] == ["vpo", "worker"]
+    help_text = run_vpo("worker", "--help")
+    assert help_text.returncode == 0, help_text.stderr
+    for option in (arg for arg in argv if arg.startswith("--")):
+        assert re.search(rf"(^|[\s,]){re.escape(option)}\b", help_text.stdout), option
+
+    # The queue is the redis service, on Redis's own port (its command sets no other).
+    queue = urlsplit(option_value(argv, "--queue"))
+    assert (queue.scheme, queue.hostname, queue.port) == ("redis", "redis", 6379)
+    assert "--port" not in redis["command"]
+    # The server is the vpo service on the port the image's `vpo serve` listens on.
+    server = urlsplit(option_value(argv, "--server"))
+    assert server.hostname == "vpo" and server.port == int(option_value(dockerfile_cmd(), "--port"))
+    assert {"redis", "vpo"} <= set(worker["depends_on"])
+
+    # The library at the same path in both: the messages' paths need no --path-map.
+    assert "--path-map" not in argv
+    watched = option_value(dockerfile_cmd(), "--watch")
+    library = {mount.target: mount for mount in mounts(worker)}[watched]
+    served = {mount.target: mount for mount in mounts(vpo)}[watched]
+    assert (library.source, library.read_only) == (served.source, False)
+
+    # Its scratch database and spool (unsent runs) are on a named volume; so is the queue.
+    database = option_value(argv, "--db")
+    (data,) = [m for m in mounts(worker) if database.startswith(m.target + "/")]
+    assert data.named and data.source != "vpo-data", "a volume of the worker's own"
+    assert [m for m in mounts(redis) if m.target == "/data" and m.named]
+    command = redis["command"]
+    assert option_value(command, "--appendonly") == "yes"
+
+    # One token, from the environment, read by both; empty (nothing taken) by default.
+    token = vpo["environment"]["VPO_WORKER_TOKEN"]
+    assert worker["environment"]["VPO_WORKER_TOKEN"] == token
+    assert token.startswith("${VPO_WORKER_TOKEN") and with_defaults(token) == ""
+    # Nothing published: only the compose network reaches Redis and the worker's metrics.
+    assert not redis.get("ports") and not worker.get("ports")
+
+
+def test_vpo_enqueues_on_the_redis_service_only_when_told(tmp_path: Path) -> None:
+    """VPO_QUEUE (empty by default) is `vpo serve --queue`: the real `vpo serve` reads it
+    (an empty one is no queue); the compose header's value is the worker's queue."""
+    stack = services()
+    queue = stack["vpo"]["environment"]["VPO_QUEUE"]
+    assert queue.startswith("${VPO_QUEUE") and with_defaults(queue) == ""
+    header = COMPOSE_FILE.read_text().split("\nservices:")[0]
+    (documented,) = set(re.findall(r"VPO_QUEUE=(\S+)", header))
+    assert documented == option_value([str(a) for a in stack["worker"]["command"]], "--queue")
+    assert "--profile workers" in header
+    assert not instruction("ENTRYPOINT"), "the image's CMD runs vpo itself"
+
+    db = str(tmp_path / "vpo.db")
+    # Set, it is a --queue: without --watch that is refused (exit 2) before anything starts.
+    given = run_vpo("--db", db, "serve", "--port", "0", env={"VPO_QUEUE": documented})
+    assert given.returncode == 2 and "--queue" in given.stderr, given.stderr
+    # Empty, it is no queue at all: the same command is refused for another reason only
+    # (--policy without --watch), never for a queue.
+    empty = run_vpo("--db", db, "serve", "--port", "0", "--policy", "x", env={"VPO_QUEUE": ""})
+    assert empty.returncode == 2 and "--queue" not in empty.stderr, empty.stderr
+
+
+def test_prometheus_scrapes_the_worker_on_its_metrics_port_when_it_exists() -> None:
+    stack = services()
+    worker = stack["worker"]
+    argv = [str(arg) for arg in worker["command"]]
+    host, port = option_value(argv, "--metrics").rsplit(":", 1)
+    assert host == "0.0.0.0"  # noqa: S104 - reached by Prometheus's container
+    assert port in {str(exposed) for exposed in worker["expose"]}
+    assert f"http://127.0.0.1:{port}/healthz" in worker["healthcheck"]["test"][-1]
+
+    prometheus = stack["prometheus"]
+    flags = dict(item.split("=", 1) for item in prometheus["command"] if "=" in item)
+    config = yaml.safe_load(repo_path(in_container(prometheus, flags["--config.file"])).read_text())
+    (job,) = config["scrape_configs"]  # the job the rules and the dashboard read
+    assert job["static_configs"] == [{"targets": ["vpo:8321"]}]
+    (discovery,) = job["dns_sd_configs"]
+    # Found by DNS: the service's name resolves only while the profile runs it, so a
+    # stack without workers has no worker target (no `up == 0`, no VPODown).
+    assert discovery["names"] == ["worker"] and "worker" in stack
+    assert (discovery["type"], discovery["port"]) == ("A", int(port))
+
+
+def test_the_collector_fans_every_span_out_to_vpo_and_tempo() -> None:
+    config = yaml.safe_load(COLLECTOR_FILE.read_text())
+    service = config["service"]
+    declared = {
+        kind: set(config.get(kind) or {}) for kind in ("receivers", "processors", "exporters")
+    }
+    assert set(service.get("extensions", [])) == set(config["extensions"])
+    for name, pipeline in service["pipelines"].items():
+        for kind in declared:
+            used = set(pipeline.get(kind, []))
+            assert used <= declared[kind], f"{name}: undefined {kind} {used - declared[kind]}"
+            assert used or kind == "processors", f"{name}: no {kind}"
+    (traces,) = [p for name, p in service["pipelines"].items() if name.split("/")[0] == "traces"]
+    assert traces["receivers"] == ["otlp"]
+    assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+    for protocol in config["receivers"]["otlp"]["protocols"].values():
+        assert protocol["auth"]["authenticator"] in config["extensions"]
+
+    # VPO needs every span: batching only, no sampler or filter anywhere.
+    assert [name.split("/")[0] for name in traces["processors"]] == ["batch"]
+    assert not [
+        name
+        for name in declared["processors"]
+        if name.split("/")[0] in {"probabilistic_sampler", "tail_sampling", "filter"}
+    ]
+    exporters = config["exporters"]
+    (to_vpo,) = [name for name in traces["exporters"] if name.split("/")[0] == "otlphttp"]
+    (to_tempo,) = [name for name in traces["exporters"] if name.split("/")[0] == "otlp"]
+    vpo = exporters[to_vpo]
+    assert vpo["endpoint"] == "${env:VPO_SERVER_URL}"
+    assert vpo["headers"]["Authorization"] == "Bearer ${env:VPO_WORKER_TOKEN}"
+    assert vpo["retry_on_failure"]["max_elapsed_time"] == 0  # never drops a run
+    assert vpo["sending_queue"]["num_consumers"] == 1  # a run's root after its phases
+    assert vpo["sending_queue"]["storage"] in config["extensions"]
+    assert exporters[to_tempo]["endpoint"] == "tempo:4317"
+    # The workers show the Collector the token it forwards to VPO.
+    authenticator = config["extensions"]["bearertokenauth/workers"]
+    assert authenticator["token"] == vpo["headers"]["Authorization"].split(" ", 1)[1]
+    assert "no sampling" in COLLECTOR_FILE.read_text()

@@ -209,12 +209,12 @@ def test_a_worker_runs_nothing_while_the_server_is_away(
     served = serve(server_db, tmp_path, port)
     worker = start_worker(redis_url, served.url, tmp_path)
     try:
-        time.sleep(1.0)  # the worker has checked the server and is ready
+        log_path = tmp_path / "worker.log"
+        wait_for(lambda: "Worker ready" in log_path.read_text(), 60, "the worker never started")
         assert served.stop() == 0
         enqueue(server_db, CLEANUP, redis_url, library)
         files = sorted(path.name for path in library.iterdir())
         untouched = {name: (library / name).read_bytes() for name in files}
-        log_path = tmp_path / "worker.log"
         deadline = time.monotonic() + 30
         while "waiting for the server" not in log_path.read_text():
             assert time.monotonic() < deadline and worker.poll() is None, log_path.read_text()

@@ -1,6 +1,10 @@
 """Watch passes, one at a time, with the real processor, tools and database: what a pass
-runs, what it leaves to the next, and what it remembers across a restart."""
+runs, what it leaves to the next, and what it remembers across a restart. With --queue
+(a real redis-server), what a pass enqueues and how the workers' runs settle the files:
+the worker's side is played by taking the messages from Redis and running the real
+processor in the message's trace, recorded by the exporter the server's ingest feeds."""
 
+import json
 import os
 import shutil
 import time
@@ -8,16 +12,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from opentelemetry import context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tests.helpers import CLEANUP, EXAMPLES, query
 from vpo.ownership import claim
-from vpo.policy.loader import load_policy
+from vpo.policy.loader import load_policy, parse_policy
+from vpo.queue.enqueue import Enqueuer
+from vpo.queue.message import FileMessage
 from vpo.samples import SampleFile
 from vpo.telemetry.setup import build_telemetry
 from vpo.workflow.library_store import LibraryStore
 from vpo.workflow.processor import FileProcessor
 from vpo.workflow.scan import DEFAULT_EXTENSIONS
 from vpo.workflow.watch import PassReport, Watcher
+from vpo.workflow.watch_queue import QueueWatcher
 
 INTERVAL = 60.0  # passes are called by hand; this only sets how long "still" is
 
@@ -210,3 +220,259 @@ def test_a_failed_run_settles_a_file_put_back_but_not_one_changed_meanwhile(
     with movie.open("r+b") as out:  # someone else's edit
         out.write(b"\0" * 16)
     assert _changed_during_run(failed, before, Observed.of(movie.stat()))
+
+
+# -- with --queue: passes enqueue, workers' runs settle (vpo.workflow.watch_queue) -----------
+
+MESSAGES, WAITING, DEAD = "dramatiq:vpo.msgs", "dramatiq:vpo", "dramatiq:vpo.XQ"
+
+
+@pytest.fixture
+def queue_watcher(
+    tmp_path: Path, watched: Path, redis_url: str
+) -> Iterator[Callable[..., QueueWatcher]]:
+    """Makes queue watchers over `watched` on one database and one Redis, as restarts of
+    `vpo serve --watch --queue` would; each is closed at the end."""
+    made: list[QueueWatcher] = []
+
+    def make(lost_after: float = 600.0) -> QueueWatcher:
+        for old in made:
+            old.close()
+            old.enqueuer.close()
+        enqueuer = Enqueuer(tmp_path / "vpo.db", CLEANUP.read_text(), redis_url)
+        watch = QueueWatcher(
+            [watched],
+            load_policy(CLEANUP),
+            enqueuer,
+            DEFAULT_EXTENSIONS,
+            interval=INTERVAL,
+            lost_after=lost_after,
+        )
+        made.append(watch)
+        return watch
+
+    yield make
+    for watch in made:
+        watch.close()
+        watch.enqueuer.close()
+
+
+def _take(url: str) -> list[FileMessage]:
+    """Take every waiting message and acknowledge it, as a worker that ran it would."""
+    client = redis.Redis.from_url(url)
+    try:
+        ids = client.lrange(WAITING, 0, -1)
+        bodies = [client.hget(MESSAGES, i) for i in ids]
+        client.delete(WAITING)
+        if ids:
+            client.hdel(MESSAGES, *ids)
+    finally:
+        client.close()
+    return [FileMessage.from_dict(json.loads(body)["args"][0]) for body in bodies if body]
+
+
+def _dead_letter(url: str) -> int:
+    """Move every waiting message to the dead letters, as a worker refusing it does."""
+    client = redis.Redis.from_url(url)
+    try:
+        ids = client.lrange(WAITING, 0, -1)
+        for message_id in ids:
+            client.zadd(DEAD, {message_id: time.time() * 1000})
+            client.hset(f"{DEAD}.msgs", message_id, client.hget(MESSAGES, message_id) or b"")
+            client.hdel(MESSAGES, message_id)
+        client.delete(WAITING)
+    finally:
+        client.close()
+    return len(ids)
+
+
+def _run_as_worker(db: Path, message: FileMessage) -> str:
+    """The message's run by the real processor, in the message's trace, recorded in `db`
+    by the statistics exporter that the server's OTLP ingest feeds; its stats id."""
+    telemetry = build_telemetry(db)
+    store = LibraryStore(db)
+    try:
+        processor = FileProcessor(
+            parse_policy(message.policy_yaml), store, telemetry.tracer, telemetry.metrics
+        )
+        parent = TraceContextTextMapPropagator().extract({"traceparent": message.traceparent})
+        token = context.attach(parent)
+        try:
+            result = processor.process(Path(message.root) / message.relative_path)
+        finally:
+            context.detach(token)
+    finally:
+        store.close()
+        assert telemetry.shutdown() == []
+    assert result.stats_id is not None and result.trace_id == message.trace_id
+    return result.stats_id
+
+
+def _settled_row(db: Path, path: Path) -> tuple[object, ...]:
+    (row,) = query(db, "SELECT success, stats_id FROM watch_files WHERE path = ?", (str(path),))
+    return tuple(row)
+
+
+def test_queued_a_file_is_enqueued_once_and_settled_by_its_run(
+    queue_watcher: Callable[..., QueueWatcher],
+    watched: Path,
+    redis_url: str,
+    sample_files: list[SampleFile],
+) -> None:
+    movie = watched / "movie.mkv"
+    shutil.copyfile(next(s.path for s in sample_files if "multilang" in s.path.name), movie)
+    _age(movie)
+    size_before = movie.stat().st_size
+    watch = queue_watcher()
+
+    first = watch.run_pass()
+    assert first.enqueued == [movie] and _ran(first) == []
+    (message,) = _take(redis_url)
+    assert (message.size, message.relative_path) == (size_before, "movie.mkv")
+    assert _settled_row(watched.parent / "vpo.db", movie) == (0, f"queued:{message.trace_id}")
+    restarted = queue_watcher()  # what was enqueued survives a restart
+    assert restarted.run_pass().enqueued == []  # its run not arrived, its message taken
+
+    stats_id = _run_as_worker(watched.parent / "vpo.db", message)
+    assert movie.stat().st_size < size_before  # the run changed the file
+    arrived = restarted.run_pass()
+    assert arrived.arrived == [(movie, True)] and arrived.enqueued == []
+    assert _settled_row(watched.parent / "vpo.db", movie) == (1, stats_id)
+    for _ in range(2):
+        again = restarted.run_pass()
+        assert again.enqueued == [] and again.settled == 1
+
+
+def test_queued_a_failed_run_settles_its_file_until_it_changes(
+    queue_watcher: Callable[..., QueueWatcher],
+    watched: Path,
+    redis_url: str,
+    sample_files: list[SampleFile],
+) -> None:
+    broken = watched / "broken.mkv"
+    broken.write_bytes(b"not a video file " * 4096)
+    _age(broken)
+    watch = queue_watcher()
+    assert watch.run_pass().enqueued == [broken]
+    (message,) = _take(redis_url)
+    stats_id = _run_as_worker(watched.parent / "vpo.db", message)
+    assert watch.run_pass().arrived == [(broken, False)]
+    assert _settled_row(watched.parent / "vpo.db", broken) == (0, stats_id)
+    for _ in range(2):
+        assert watch.run_pass().enqueued == []  # not retried while unchanged
+
+    shutil.copyfile(sample_files[0].path, broken)  # the user puts a good file there
+    assert watch.run_pass().waiting == [broken]  # a new mtime: one pass still
+    assert watch.run_pass().enqueued == [broken]
+
+
+def test_queued_a_file_changed_after_its_run_is_new_work(
+    queue_watcher: Callable[..., QueueWatcher],
+    watched: Path,
+    redis_url: str,
+    sample_files: list[SampleFile],
+) -> None:
+    movie = watched / "movie.mkv"
+    shutil.copyfile(sample_files[0].path, movie)
+    _age(movie)
+    watch = queue_watcher()
+    watch.run_pass()
+    (message,) = _take(redis_url)
+    _run_as_worker(watched.parent / "vpo.db", message)
+    with movie.open("ab") as out:  # someone else's edit after the run, before the pass
+        out.write(b"\0" * 4096)
+    changed = watch.run_pass()
+    assert changed.arrived == [] and changed.waiting == [movie]
+    assert watch.run_pass().enqueued == [movie]
+
+
+def test_queued_a_run_on_its_way_holds_and_a_lost_message_is_enqueued_again(
+    queue_watcher: Callable[..., QueueWatcher],
+    watched: Path,
+    redis_url: str,
+    sample_files: list[SampleFile],
+) -> None:
+    """A message taken whose run has not arrived (its spans in a worker's spool) holds
+    its file, changed or not, for `lost_after`; then it is lost and enqueued again."""
+    moved, kept = watched / "moved.mkv", watched / "kept.mkv"
+    for target in (moved, kept):
+        shutil.copyfile(sample_files[0].path, target)
+        _age(target)
+    watch = queue_watcher()
+    assert sorted(watch.run_pass().enqueued) == [kept, moved]
+    assert len(_take(redis_url)) == 2  # taken and acknowledged; no run arrives
+    with moved.open("ab") as out:  # as that run would have changed it
+        out.write(b"\0" * 4096)
+    _age(moved)
+    held = watch.run_pass()
+    assert held.enqueued == [] and held.queued == 2
+
+    watch.lost_after = 0.0
+    lost = watch.run_pass()
+    assert sorted(lost.enqueued) == [kept, moved]  # both held still: enqueued at once
+    assert len(_take(redis_url)) == 2
+
+
+def test_queued_a_refused_message_settles_an_unchanged_file_until_it_changes(
+    queue_watcher: Callable[..., QueueWatcher],
+    watched: Path,
+    redis_url: str,
+    sample_files: list[SampleFile],
+) -> None:
+    """A dead-lettered message (a worker could not read the file: a wrong --path-map)
+    settles its file: not enqueued again until it changes — or until the run of that
+    dead letter, retried by hand, arrives and settles it."""
+    movie, other = watched / "movie.mkv", watched / "other.mkv"
+    for target in (movie, other):
+        shutil.copyfile(sample_files[0].path, target)
+        _age(target)
+    db = watched.parent / "vpo.db"
+    watch = queue_watcher(lost_after=0.0)
+    watch.run_pass()
+    assert _dead_letter(redis_url) == 2
+    refused = watch.run_pass()
+    assert sorted(refused.refused) == [movie, other] and refused.enqueued == []
+    assert _settled_row(db, movie)[0] == 0 and str(_settled_row(db, movie)[1]).startswith(
+        "refused:"
+    )
+    assert watch.run_pass().enqueued == []  # settled, though it is in no queue now
+
+    with other.open("ab") as out:  # changed: new work
+        out.write(b"\0" * 4096)
+    _age(other)
+    assert watch.run_pass().enqueued == [other]
+
+    client = redis.Redis.from_url(redis_url)  # `vpo queue retry` of movie's dead letter
+    try:
+        bodies = [json.loads(b)["args"][0] for b in client.hvals(f"{DEAD}.msgs")]
+    finally:
+        client.close()
+    (letter,) = [FileMessage.from_dict(b) for b in bodies if b["relative_path"] == movie.name]
+    stats_id = _run_as_worker(db, letter)
+    assert watch.run_pass().arrived == [(movie, True)]
+    assert _settled_row(db, movie) == (1, stats_id)
+
+
+def test_queued_nothing_is_settled_while_redis_refuses(
+    queue_watcher: Callable[..., QueueWatcher],
+    watched: Path,
+    redis_url: str,
+    sample_files: list[SampleFile],
+) -> None:
+    """Redis failing in the middle of a pass (here: out of memory, so PING still answers
+    and the message is refused): the pass stops enqueuing and says so; the files are not
+    settled, and the next pass enqueues them."""
+    movie = watched / "movie.mkv"
+    shutil.copyfile(sample_files[0].path, movie)
+    _age(movie)
+    watch = queue_watcher()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.config_set("maxmemory", 1)
+        failed = watch.run_pass()
+        assert failed.enqueued == [] and failed.problem is not None
+        assert query(watched.parent / "vpo.db", "SELECT count(*) FROM watch_files")[0][0] == 0
+        client.config_set("maxmemory", 0)
+    finally:
+        client.close()
+    assert watch.run_pass().enqueued == [movie]

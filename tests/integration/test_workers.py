@@ -23,7 +23,7 @@ from tests.integration.test_server_api import Server, start_server
 from tests.recorded import EPOCH, RunSpec, days, write_runs
 from vpo.db import open_database
 from vpo.db.aggregates import summary
-from vpo.db.interrupted import RunMarker, _record_interrupted
+from vpo.db.interrupted import RunMarker, record_interrupted
 from vpo.db.workers import worker_stats, workers_answer
 from vpo.telemetry import attributes as attr
 from vpo.telemetry.rows import build_run
@@ -170,7 +170,7 @@ def test_an_interrupted_run_gets_the_host_of_its_marker(tmp_path: Path) -> None:
             pid_started=None,
             attributes={"size_before": 100},
         )
-        assert _record_interrupted(conn, marker)
+        assert record_interrupted(conn, marker)
     finally:
         conn.close()
     (row,) = query(db, "SELECT worker, success FROM processing_stats")

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "vpo.cli.doctor:doctor",
     "inspect": "vpo.cli.inspect:inspect",
     "process": "vpo.cli.process:process",
+    "queue": "vpo.cli.queue:queue",
     "samples": "vpo.cli.samples:samples",
     "scan": "vpo.cli.scan:scan",
     "serve": "vpo.cli.serve:serve",

@@ -17,6 +17,7 @@ from vpo.cli.options import jobs_option
 
 TOKEN_VARIABLE = "VPO_WORKER_TOKEN"  # noqa: S105 - the variable's name, not a token
 DEFAULT_DB = Path("~/.vpo/worker.db")
+ANNOUNCE_TIMEOUT_SECONDS = 5.0  # a run's announcement waits this long for the server
 
 
 @click.command()
@@ -37,13 +38,53 @@ DEFAULT_DB = Path("~/.vpo/worker.db")
 )
 @jobs_option("Files processed at once (one message prefetched per job).")
 @click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Retries of a failed run before its message is dead-lettered (vpo queue dead).",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0, 900),
+    default=15.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="The first retry's delay; it doubles at each retry, up to 15 minutes.",
+)
+@click.option(
+    "--requeue-after",
+    type=click.FloatRange(2, 86_400),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A worker that has not polled the queue this long is dead: its files go back "
+    "to the queue for the others.",
+)
+@click.option(
     "--db",
     "db_path",
     metavar="PATH",
     help="The worker's scratch database (claims, files) (default: ~/.vpo/worker.db).",
 )
+@click.option(
+    "--metrics",
+    "metrics_address",
+    metavar="ADDRESS",
+    help="Serve Prometheus /metrics and /healthz on PORT, HOST:PORT or [IPv6]:PORT "
+    "(0.0.0.0:9322 for a Prometheus on another machine; default: off).",
+)
 def worker(
-    queue_url: str, server_url: str, path_maps: tuple[str, ...], jobs: int, db_path: str | None
+    queue_url: str,
+    server_url: str,
+    path_maps: tuple[str, ...],
+    jobs: int,
+    retries: int,
+    retry_delay: float,
+    requeue_after: float,
+    db_path: str | None,
+    metrics_address: str | None,
 ) -> None:
     """Run the files `vpo process --queue` enqueued; record on --server.
 
@@ -61,9 +102,12 @@ def worker(
         raise VpoError("vpo worker needs the OTLP exporter: pip install 'vpo[otlp]'") from exc
     from vpo.executor.process import Cancellation
     from vpo.media.tools import require_tool
+    from vpo.queue.announce import RunAnnouncer
     from vpo.queue.broker import declare, make_broker
     from vpo.queue.handler import MessageFileStore, MessageHandler
     from vpo.queue.message import PathMap
+    from vpo.queue.metrics_http import serve_metrics
+    from vpo.queue.otlp_post import post_spans
     from vpo.queue.telemetry import server_problem, worker_telemetry
     from vpo.telemetry.setup import tune_garbage_collector
 
@@ -78,10 +122,14 @@ def worker(
     endpoint = server_url.rstrip("/") + "/v1/traces"
     if not endpoint.startswith(("http://", "https://")):
         raise VpoError(f"--server must be an http:// or https:// URL, not {server_url!r}.")
+    # Listening before anything else starts: a taken port ends the worker here (exit 1).
+    metrics = serve_metrics(metrics_address) if metrics_address is not None else None
+    if metrics is not None:
+        click.echo(f"Serving /metrics on {metrics.url}/metrics", err=True)
     problem = server_problem(endpoint, token)
     if problem is not None:
         raise VpoError(f"The server at {endpoint} does not take this worker's runs: {problem}.")
-    broker = make_broker(queue_url)
+    broker = make_broker(queue_url, requeue_after_ms=round(requeue_after * 1000))
     tune_garbage_collector()
     say = lambda line: click.echo(line, err=True)  # noqa: E731
     # The spans go to --server only, through the spool next to the scratch database;
@@ -90,7 +138,21 @@ def worker(
     if not spool.send_pending():
         say(f"{spool.pending()} batch(es) of spans still in the spool {spool.folder}")
     spool.start()
-    telemetry = worker_telemetry(spool)
+    telemetry = worker_telemetry(
+        spool,
+        metric_readers=[metrics.reader] if metrics is not None else (),
+        exemplars=metrics.exemplars if metrics is not None else None,
+    )
+    if metrics is not None:
+        metrics.start()  # answers now that its reader is on the MeterProvider
+    # Runs in progress are announced to the server, which records them as interrupted
+    # if this worker falls silent (vpo.queue.announce).
+    telemetry.tracer_provider.add_span_processor(
+        RunAnnouncer(
+            lambda body: post_spans(endpoint, token, body, ANNOUNCE_TIMEOUT_SECONDS, False),
+            telemetry.tracer_provider.resource,
+        )
+    )
     store = MessageFileStore(scratch)
     cancellation = Cancellation()
     handler = MessageHandler(
@@ -102,7 +164,7 @@ def worker(
         server_problem=lambda: server_problem(endpoint, token),
         spool=spool,
     )
-    declare(broker, handler)
+    declare(broker, handler, max_retries=retries, min_backoff_ms=round(retry_delay * 1000))
     consumer = Worker(broker, worker_threads=jobs)
     consumer.queue_prefetch = jobs  # one message waiting per thread, no more
     try:
@@ -117,3 +179,5 @@ def worker(
         broker.close()
         telemetry.shutdown()
         store.close()
+        if metrics is not None:
+            metrics.shutdown()

@@ -35,6 +35,10 @@ from vpo.timefmt import parse_utc
 log = logging.getLogger(__name__)
 
 MARKER_SUFFIX = ".runs"
+_DELETE_CHUNK = 500  # stats ids per DELETE statement (well under SQLite's bound on variables)
+# The lease token of a marker that `vpo serve` keeps for a remote worker's run
+# (vpo.server.remote_runs): no lease to check here; the server judges it by heartbeats.
+REMOTE_TOKEN_PREFIX = "remote:"  # noqa: S105 - a lease kind, not a secret
 # Marking happens before work starts: never stall a run for long on a busy marker file
 # (a missed marker costs only crash-safety for that one run).
 MARKER_BUSY_TIMEOUT_SECONDS = 2.0
@@ -165,11 +169,16 @@ class MarkerStore:
             )
 
     def delete(self, stats_ids: Iterable[str]) -> None:
-        ids = [(i,) for i in stats_ids]
-        if ids:
-            with self._lock:
-                self._connection().executemany(
-                    "DELETE FROM runs_in_progress WHERE stats_id = ?", ids
+        """Forget these runs' markers: a few statements, not one (and one commit) per
+        run — the exporter clears a marker for every run it records."""
+        ids = list(stats_ids)
+        with self._lock:
+            for start in range(0, len(ids), _DELETE_CHUNK):
+                chunk = ids[start : start + _DELETE_CHUNK]
+                self._connection().execute(
+                    "DELETE FROM runs_in_progress "  # noqa: S608 - placeholders only
+                    f"WHERE stats_id IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
                 )
 
     def read(self) -> list[RunMarker]:
@@ -253,7 +262,9 @@ def process_alive(pid: int, started: str | None) -> bool:
 def marker_alive(db_path: str | os.PathLike[str], marker: RunMarker) -> bool:
     """Is the process that wrote `marker` still running? Its lease says so when it has
     one; an old marker without a token is judged by host, PID and start time, and one
-    from another host is left alone."""
+    from another host is left alone, as is a remote worker's (its server judges it)."""
+    if marker.lease_token and marker.lease_token.startswith(REMOTE_TOKEN_PREFIX):
+        return True
     if marker.lease_token:
         return lease_alive(db_path, marker.lease_token)
     if marker.host != socket.gethostname():
@@ -281,7 +292,7 @@ def reconcile_interrupted_runs(conn: sqlite3.Connection, db_path: str | os.PathL
                     "SELECT 1 FROM processing_stats WHERE id = ?", (marker.stats_id,)
                 ).fetchone()
                 # Already there: the run was recorded and only the marker's deletion was lost.
-                if not known and _record_interrupted(conn, marker, recovery):
+                if not known and record_interrupted(conn, marker, recovery):
                     recorded += 1
                 conn.execute("COMMIT")
             except BaseException:
@@ -310,12 +321,16 @@ def _recover_file(marker: RunMarker) -> str | None:
         return f"the interrupted in-place edit could not be undone: {exc}"
 
 
-def _record_interrupted(
-    conn: sqlite3.Connection, marker: RunMarker, recovery: str | None = None
+def record_interrupted(
+    conn: sqlite3.Connection,
+    marker: RunMarker,
+    recovery: str | None = None,
+    cause: str | None = None,
 ) -> bool:
     """Store the run as far as it got: before values from its start, after values of
     the last phase it completed (before = after when none did: the original is intact).
-    The file on disk is never read: a later run may have changed it."""
+    The file on disk is never read: a later run may have changed it. `cause` says why
+    the run ended (default: its process ended)."""
     known = marker.attributes
     file_id = marker.file_id
     row = (
@@ -356,9 +371,11 @@ def _record_interrupted(
     hash_before = _str(known.get("hash_before"))
     hash_after = _str(known.get("hash_after")) or hash_before
     started, last_seen = parse_utc(marker.started_at), parse_utc(marker.last_seen_at)
+    if cause is None:
+        cause = f"the VPO process (pid {marker.pid}) ended before the run finished"
     message = (
-        f"interrupted: the VPO process (pid {marker.pid}) ended before the run finished, "
-        f"after {phases_completed} of {phases_total} phase(s); last seen {marker.last_seen_at}"
+        f"interrupted: {cause}, after {phases_completed} of {phases_total} phase(s); "
+        f"last seen {marker.last_seen_at}"
     )
     if recovery:
         notes.append(recovery)

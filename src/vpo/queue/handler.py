@@ -10,10 +10,14 @@
   server's, written from the spans the worker exports.
 - The run's root span is a child of the message's `traceparent`: the enqueue and the
   run share one trace id.
-- A run that ends (success or failure) is acknowledged once its spans are in the spool
-  (`vpo.queue.spool`), which sends them to the server — now, or when it answers again;
-  a run stopped by the worker's shutdown, or a file claimed by another VPO, is retried
-  later.
+- A run's spans are in the spool (`vpo.queue.spool`) before its message is acknowledged
+  or retried; the spool sends them to the server — now, or when it answers again. A run
+  that succeeds is acknowledged; a failed run, a run stopped by the worker's shutdown
+  and a file claimed by another VPO are retried later (`vpo worker --retries`), then
+  dead-lettered (`vpo queue dead`).
+- A file an earlier, killed worker left half-edited in place is put back from its edit
+  journal before anything else (the server recorded that run as interrupted when its
+  heartbeats stopped: vpo.queue.announce, vpo.server.remote_runs).
 - Nothing is run while the server does not answer or the spool is full: a file must
   never change without its run being recorded, so the worker waits before each message
   (its message stays taken, and goes back to the queue if the worker stops meanwhile).
@@ -33,6 +37,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from vpo.errors import VpoError
 from vpo.executor.process import Cancellation
+from vpo.media import edit_journal
 from vpo.media.identity import FileIdentity
 from vpo.pathnames import path_text
 from vpo.policy.loader import parse_policy
@@ -51,6 +56,12 @@ WAKE_SECONDS = 0.2  # a stop is noticed within this while waiting
 class RetryLater(Retry):
     """The message may run later (claimed elsewhere, stopped, not recorded): retried
     with backoff, logged by the worker's own line rather than as Dramatiq's error."""
+
+
+class RunFailed(RetryLater):
+    """A recorded run that failed (a tool's error, an unreadable file): each retry is a
+    run of its own; the last one's sentence (`run ID failed: ERROR`) is what the dead
+    letter keeps as its reason."""
 
 
 class MessageFileStore(LibraryStore):
@@ -119,6 +130,7 @@ class MessageHandler:
             raise
         path = message.local_path(self.path_map)
         self._wait_for_server(path)  # before the file is checked: the wait may be long
+        self._undo_dead_edit(path)
         problem = _changed(message, path)
         if problem is not None:
             self.say(f"refused {path_text(path)}: {problem} (trace {message.trace_id})")
@@ -148,6 +160,19 @@ class MessageHandler:
                 self.say(f"run {result.stats_id}: spooled; will be sent when the server answers")
         if result.skipped or result.fatal or (not result.success and self.cancellation.cancelled):
             raise RetryLater(result.error or "not run")
+        if not result.success:  # recorded; retried with backoff, then dead-lettered
+            run = f"run {result.stats_id}" if result.stats_id is not None else "the run"
+            raise RunFailed(f"{run} failed: {result.error or 'no error recorded'}")
+
+    def _undo_dead_edit(self, path: Path) -> None:
+        """An in-place edit a killed worker left half-done on this file (its edit journal
+        is held by nobody) is undone first: the file is then the enqueued one again, not
+        a "changed" file (vpo.media.edit_journal). A run that holds the journal (another
+        worker on this machine) keeps it."""
+        if edit_journal.stale_for(path):
+            sentence = edit_journal.recover(path)
+            if sentence:
+                self.say(sentence)
 
     def _wait_for_server(self, path: Path) -> None:
         """Return once the server would record a run; RetryLater if the worker stops."""

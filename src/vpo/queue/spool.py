@@ -15,19 +15,18 @@ with a warning, and `problem()` tells the handler to take no more messages until
 drained. What is left when the worker stops is sent first at its next start.
 """
 
-import gzip
 import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from vpo.queue.otlp_post import post_spans
 
 log = logging.getLogger(__name__)
 
@@ -159,29 +158,10 @@ class SpoolExporter(SpanExporter):
 
     def _send(self, path: Path) -> str | None:
         try:
-            body = gzip.compress(path.read_bytes())
+            body = path.read_bytes()
         except FileNotFoundError:
             return None  # already sent and deleted
-        request = urllib.request.Request(  # noqa: S310 - the caller checked the scheme
-            self.endpoint,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/x-protobuf",
-                "Content-Encoding": "gzip",
-                "Authorization": f"Bearer {self.token}",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_SECONDS) as response:  # noqa: S310
-                response.read()
-                if 200 <= response.status < 300:
-                    return None
-                return f"it answered {response.status}"
-        except urllib.error.HTTPError as exc:
-            return f"it answered {exc.code} {exc.reason}"
-        except (urllib.error.URLError, OSError) as exc:
-            return str(getattr(exc, "reason", exc))
+        return post_spans(self.endpoint, self.token, body, SEND_TIMEOUT_SECONDS, compress=True)
 
     def start(self) -> None:
         """Retry in the background every `retry_seconds` until `shutdown`."""

@@ -2,8 +2,9 @@
 (through the spool on the worker's disk, `vpo.queue.spool`), and nowhere else. Unlike
 `vpo.telemetry.setup.build_telemetry` there is no statistics exporter and no in-flight
 marker: the runs name the SERVER's file ids, which mean nothing in the worker's scratch
-database; the server records them (and a run lost with a killed worker is not recorded:
-its message is delivered again).
+database; the server records them. The run's markers are the server's instead: `vpo
+worker` adds a `vpo.queue.announce.RunAnnouncer`, whose heartbeats let the server record
+the run of a killed worker as interrupted (docs/statistics.md, "A worker that dies").
 
 Like the statistics' provider, this one samples everything and limits nothing: the
 server builds the rows from these spans (docs/statistics.md)."""
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from vpo import __version__
+from vpo.queue.otlp_post import post_spans
 from vpo.telemetry.exemplars import RunExemplars
 from vpo.telemetry.instruments import DURATION_BUCKETS_S, METER_NAME, RunMetrics, views
 from vpo.telemetry.setup import (
@@ -75,8 +78,14 @@ class WorkerTelemetry:
         self.meter_provider.shutdown()
 
 
-def worker_telemetry(exporter: SpanExporter) -> WorkerTelemetry:
-    """Providers whose spans all go to `exporter` (the OTLP exporter to the server)."""
+def worker_telemetry(
+    exporter: SpanExporter,
+    metric_readers: Sequence[MetricReader] = (),
+    exemplars: RunExemplars | None = None,
+) -> WorkerTelemetry:
+    """Providers whose spans all go to `exporter` (the OTLP exporter to the server); the
+    live instruments go to `metric_readers` (`vpo worker --metrics`, vpo.queue.metrics_http,
+    with its `exemplars`), or nowhere."""
     counting = CountingExporter(exporter)
     resource = _resource()
     tracer_provider = TracerProvider(
@@ -91,12 +100,14 @@ def worker_telemetry(exporter: SpanExporter) -> WorkerTelemetry:
     )
     meter_provider = MeterProvider(
         resource=resource,
+        metric_readers=list(metric_readers),
         views=views(),
         exemplar_filter=AlwaysOffExemplarFilter(),
         shutdown_on_exit=False,
     )
     metrics = RunMetrics(
-        meter_provider.get_meter(METER_NAME, __version__), RunExemplars(DURATION_BUCKETS_S)
+        meter_provider.get_meter(METER_NAME, __version__),
+        exemplars if exemplars is not None else RunExemplars(DURATION_BUCKETS_S),
     )
     return WorkerTelemetry(tracer_provider, meter_provider, metrics, counting)
 
@@ -104,22 +115,4 @@ def worker_telemetry(exporter: SpanExporter) -> WorkerTelemetry:
 def server_problem(endpoint: str, token: str) -> str | None:
     """Why the server would not record this worker's runs now (an empty OTLP request must
     answer 200 to the worker's token), or None. `endpoint` is an http(s) URL."""
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(  # noqa: S310 - the caller checked the scheme
-        endpoint,
-        data=b"",
-        method="POST",
-        headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            return None
-    except urllib.error.HTTPError as exc:
-        reason = f"it answered {exc.code} {exc.reason}"
-        if exc.code in (401, 403):
-            reason += " (is VPO_WORKER_TOKEN the server's worker token?)"
-        return reason
-    except (urllib.error.URLError, OSError) as exc:
-        return str(getattr(exc, "reason", exc))
+    return post_spans(endpoint, token, b"", timeout=10, compress=False)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from vpo.server import api, openapi, otlp_ingest, pages, writes
+from vpo.server import api, openapi, otlp_ingest, pages, remote_runs, writes
 from vpo.server.db import ReadPool, check_readable
 from vpo.server.errors import error_response, json_errors
 from vpo.telemetry.collector import LibraryCollector
@@ -32,11 +32,13 @@ def make_app(
     read_threads: int = 4,
     api_token: str | None = None,
     trace_url: str | None = None,
+    worker_timeout: float = remote_runs.DEFAULT_TIMEOUT_SECONDS,
 ) -> web.Application:
     """The application reading `db_path` (which must exist: `vpo serve` creates and
     upgrades it first). `/metrics` serves `telemetry`'s registry — its live instruments
     and library collector — or, without one, a library collector alone. The purge is
-    enabled only with an `api_token` (`VPO_API_TOKEN`). The dashboard links runs to their
+    enabled only with an `api_token` (`VPO_API_TOKEN`); workers' runs not heard from for
+    `worker_timeout` seconds are recorded as interrupted. The dashboard links runs to their
     traces with `trace_url`, or `VPO_TRACE_URL` without one (vpo.server.pages)."""
     path = Path(db_path)
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
@@ -58,7 +60,7 @@ def make_app(
     app[openapi.DOCUMENT] = openapi.encoded()
     app.router.add_get("/api/openapi.json", openapi.serve)
     pages.setup(app, trace_url)
-    otlp_ingest.setup(app, path, telemetry)  # POST /v1/traces (VPO_WORKER_TOKEN)
+    otlp_ingest.setup(app, path, telemetry, worker_timeout)  # POST /v1/traces
 
     async def close_pool(_app: web.Application) -> None:
         writer.close()

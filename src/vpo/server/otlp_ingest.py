@@ -28,16 +28,17 @@ request at a time (which also makes the duplicate check race-free), never on the
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -46,11 +47,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from vpo.errors import DatabaseError
-from vpo.server import tokens
+from vpo.server import remote_runs, tokens
 from vpo.server.db import connect_read_only
 from vpo.telemetry import attributes as attr
 from vpo.telemetry import otlp_spans
-from vpo.telemetry.exporter import StatsSpanExporter
+from vpo.telemetry.exporter import PrebuiltRun, StatsSpanExporter
 from vpo.telemetry.rows import build_run
 
 if TYPE_CHECKING:
@@ -127,8 +128,10 @@ class Ingest:
         exporter: StatsSpanExporter,
         token: str | None,
         owns_exporter: bool = False,
+        worker_timeout: float = remote_runs.DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.db_path = db_path
+        self.remote = remote_runs.RemoteRuns(db_path, worker_timeout)
         self.exporter = exporter
         self.token = token or None  # an empty variable configures nothing
         self.owns_exporter = owns_exporter
@@ -148,6 +151,7 @@ class Ingest:
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self.owns_exporter:
             self.exporter.shutdown()
+        self.remote.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -165,6 +169,11 @@ class Ingest:
         """Hand the runs of `spans` not seen before to the exporter (call it from one
         thread at a time)."""
         outcome = Outcome()
+        beats = [span for span in spans if span.name == attr.RUN_HEARTBEAT]
+        if beats:  # runs in progress on workers: markers, not rows
+            refused = self.remote.beat(beats, self._fed)
+            outcome.rejected += len(refused)
+            outcome.problems.extend(refused)
         ours: list[ReadableSpan] = []
         for span in spans:
             if span.name not in _OUR_SPANS:
@@ -175,10 +184,15 @@ class Ingest:
                 outcome.rejected += 1
                 outcome.problems.append(f"a {span.name} span without valid trace and span ids")
         children: dict[int, list[ReadableSpan]] = {}
-        for span in ours:
-            if span.name != attr.PROCESS_FILE and span.parent is not None:
-                children.setdefault(span.parent.span_id, []).append(span)
-        roots = [span for span in ours if span.name == attr.PROCESS_FILE]
+        parents: dict[int, int] = {}  # span id → its parent's, of phases and actions
+        roots: list[ReadableSpan] = []
+        for span in ours:  # one pass: this runs for every span of every request
+            if span.name == attr.PROCESS_FILE:
+                roots.append(span)
+            elif span.parent is not None:
+                parent_id = span.parent.span_id
+                children.setdefault(parent_id, []).append(span)
+                parents[_span_id(span)] = parent_id
         stored = self._stored_runs(
             [
                 r
@@ -191,6 +205,7 @@ class Ingest:
         )
         skipped: set[int] = set()  # span ids of runs not fed (duplicates)
         fed_runs: list[tuple[ReadableSpan, list[ReadableSpan]]] = []
+        prebuilt: dict[int, PrebuiltRun] = {}  # runs the check built: not built twice
         for root in roots:
             family = _descendants(root, children)
             stats_id = _attributes(root).get(attr.STATS_ID)
@@ -198,33 +213,46 @@ class Ingest:
                 outcome.duplicates += 1
                 skipped.update(_span_id(s) for s in (root, *family))
                 continue
-            problem = _contract_problem(root, family, files)
+            problem, ready = _contract_problem(root, family, files, self.exporter.host)
+            if ready is not None:
+                prebuilt[_span_id(root)] = ready
             if problem is not None:
                 outcome.rejected += (1 + len(family)) if problem[0] else len(problem[1])
                 outcome.problems.extend(problem[1])
             if isinstance(stats_id, str):
                 _remember(self._fed, stats_id, REMEMBERED_RUNS)
             fed_runs.append((root, family))
-        parents = {
-            _span_id(span): span.parent.span_id
-            for span in ours
-            if span.name != attr.PROCESS_FILE and span.parent is not None
-        }
         fresh = [
             span
             for span in ours
-            if _span_id(span) not in skipped and not self._late(_span_id(span), parents, skipped)
+            if (span_id := _span_id(span)) not in skipped
+            # (a span without a parent here has no ancestors to look up: not late)
+            and (span_id not in parents or not self._late(span_id, parents, skipped))
         ]
-        for root, family in fed_runs:
-            for span in (root, *family):
-                _remember(self._finished, _span_id(span), REMEMBERED_SPANS)
-        for span in fresh:
-            if span.name != attr.PROCESS_FILE and span.parent is not None:
-                _remember(self._parent_of, _span_id(span), REMEMBERED_SPANS, span.parent.span_id)
+        _remember_all(
+            self._finished,
+            ((_span_id(span), None) for root, family in fed_runs for span in (root, *family)),
+            REMEMBERED_SPANS,
+        )
+        _remember_all(
+            self._parent_of,
+            (
+                (_span_id(span), span.parent.span_id)
+                for span in fresh
+                if span.name != attr.PROCESS_FILE and span.parent is not None
+            ),
+            REMEMBERED_SPANS,
+        )
         outcome.runs = len(fed_runs)
         # Always called, even with nothing fresh: it also retries runs kept from before.
-        outcome.stored = self.exporter.export(fresh) is SpanExportResult.SUCCESS
+        result = self.exporter.export(fresh, prebuilt)
+        outcome.stored = result is SpanExportResult.SUCCESS
         return outcome
+
+    def reap(self) -> int:
+        """Record the runs of workers silent for too long as interrupted (in this thread,
+        like `ingest`); how many."""
+        return self.remote.reap(self._fed)
 
     def _late(self, span_id: int, parents: dict[int, int], skipped: set[int]) -> bool:
         """Whether a phase or action belongs to a run already stored or dropped as a
@@ -273,8 +301,8 @@ class Ingest:
         return found
 
 
-def _attributes(span: ReadableSpan) -> dict:
-    return dict(span.attributes or {})
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    return span.attributes or {}  # read-only: no copy
 
 
 def _is_int(value: object) -> bool:
@@ -290,37 +318,51 @@ def _descendants(root: ReadableSpan, children: dict[int, list[ReadableSpan]]) ->
     stack = [_span_id(root)]
     seen = set(stack)
     while stack:
-        for child in children.get(stack.pop(), []):
-            if _span_id(child) not in seen:
-                seen.add(_span_id(child))
+        for child in children.get(stack.pop(), ()):
+            child_id = _span_id(child)
+            if child_id not in seen:
+                seen.add(child_id)
                 found.append(child)
-                stack.append(_span_id(child))
+                stack.append(child_id)
     return found
 
 
 def _contract_problem(
-    root: ReadableSpan, family: list[ReadableSpan], files: set[int]
-) -> tuple[bool, list[str]] | None:
-    """None when the run makes valid rows; else (whether the whole run is refused, why).
-    The same `build_run` as the exporter's, plus the file the run names."""
+    root: ReadableSpan, family: list[ReadableSpan], files: set[int], host: str
+) -> tuple[tuple[bool, list[str]] | None, PrebuiltRun | None]:
+    """(None when the run makes valid rows, else whether the whole run is refused and
+    why; the run as built, for the exporter to reuse). The same `build_run` as the
+    exporter's (with its host as the default worker), plus the file the run names."""
     phases = [s for s in family if s.name == attr.PHASE]
     actions = [s for s in family if s.name == attr.ACTION]
     try:
-        built = build_run(root, phases, actions)
+        built = build_run(root, phases, actions, default_worker=host)
     except Exception as exc:
-        return True, [str(exc)]
+        return (True, [str(exc)]), None
+    ready = PrebuiltRun(root, tuple(phases), tuple(actions), built)
     if built.record.file_id not in files:
-        return True, [
-            f"run {built.record.id}: file id {built.record.file_id} is not in the library"
-        ]
+        return (
+            True,
+            [f"run {built.record.id}: file id {built.record.file_id} is not in the library"],
+        ), ready
     if built.refused:
-        return False, [f"run {built.record.id}: {problem}" for problem in built.refused]
-    return None
+        return (False, [f"run {built.record.id}: {problem}" for problem in built.refused]), ready
+    return None, ready
 
 
 def _remember(memory: OrderedDict, key: object, bound: int, value: object = None) -> None:
     memory[key] = value
     memory.move_to_end(key)
+    while len(memory) > bound:
+        memory.popitem(last=False)
+
+
+def _remember_all(memory: OrderedDict, items: Iterable[tuple[object, object]], bound: int) -> None:
+    """`_remember` each (key, value) in turn, trimming once at the end: the same entries
+    in the same order (the `bound` last remembered), for a request's worth of spans."""
+    for key, value in items:
+        memory[key] = value
+        memory.move_to_end(key)
     while len(memory) > bound:
         memory.popitem(last=False)
 
@@ -335,21 +377,51 @@ def _chunks(items: list) -> Iterable[list]:
 INGEST: web.AppKey[Ingest] = web.AppKey("otlp_ingest", Ingest)
 
 
-def setup(app: web.Application, db_path: Path, telemetry: "Telemetry | None") -> None:
+def setup(
+    app: web.Application,
+    db_path: Path,
+    telemetry: "Telemetry | None",
+    worker_timeout: float = remote_runs.DEFAULT_TIMEOUT_SECONDS,
+) -> None:
     """Route POST /v1/traces to the exporter of `telemetry` (or, without one, to an
-    exporter of its own on `db_path`); the token comes from VPO_WORKER_TOKEN."""
+    exporter of its own on `db_path`); the token comes from VPO_WORKER_TOKEN. Runs of
+    workers silent for `worker_timeout` seconds are recorded as interrupted."""
+    token = os.environ.get(TOKEN_VARIABLE)
     if telemetry is not None:
-        ingest = Ingest(db_path, telemetry.exporter, os.environ.get(TOKEN_VARIABLE))
+        ingest = Ingest(db_path, telemetry.exporter, token, worker_timeout=worker_timeout)
     else:
         exporter = StatsSpanExporter(db_path)
-        ingest = Ingest(db_path, exporter, os.environ.get(TOKEN_VARIABLE), owns_exporter=True)
+        ingest = Ingest(db_path, exporter, token, owns_exporter=True, worker_timeout=worker_timeout)
     app[INGEST] = ingest
     app.router.add_post(PATH, traces)
+
+    async def judge_workers(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_reap_forever(ingest)) if ingest.token else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(judge_workers)
 
     async def close(_app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, ingest.close)
 
     app.on_cleanup.append(close)
+
+
+async def _reap_forever(ingest: Ingest) -> None:
+    """Judge the remote workers' runs every `REAP_SECONDS`, in the ingest's thread."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(remote_runs.REAP_SECONDS)
+        try:
+            await loop.run_in_executor(ingest._executor, ingest.reap)
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            return
+        except (sqlite3.Error, DatabaseError) as exc:  # the next round tries again
+            log.warning("cannot record the runs of silent workers now: %s", exc)
 
 
 async def traces(request: web.Request) -> web.Response:

@@ -8,6 +8,12 @@ Neither side spells an attribute name anywhere else.
 PROCESS_FILE = "vpo.process_file"  # the root of one file run
 PHASE = "vpo.phase"  # one policy phase, child of the root
 ACTION = "vpo.action"  # one action, child of its phase
+# A worker's sign of life for one run in progress, child of the run's root: sent when the
+# run starts, when a phase ends and every few seconds, straight to the server (never
+# spooled). It carries the root's ids and its marker values (MARKER_VALUES) so far, so
+# the server can record the run as interrupted if the worker falls silent
+# (docs/workers.md). It makes no row of its own.
+RUN_HEARTBEAT = "vpo.run.heartbeat"
 
 # vpo.process_file — set at start
 STATS_ID = "vpo.stats.id"
@@ -45,6 +51,11 @@ CHANGES_TOTAL = "vpo.changes.total"
 # name there; spans a remote worker sends carry its own), else the exporter's own host.
 WORKER = "vpo.worker"
 HOST_NAME = "host.name"  # a resource attribute (OpenTelemetry semantic conventions)
+
+# vpo.run.heartbeat — besides the root's STATS_ID, FILE_ID, FILE_PATH, POLICY_NAME and
+# marker values: when the run started (the root's start, UTC ISO 8601) and the worker's pid.
+RUN_STARTED_AT = "vpo.run.started_at"
+WORKER_PID = "vpo.worker.pid"
 
 # vpo.phase
 PHASE_NAME = "vpo.phase.name"

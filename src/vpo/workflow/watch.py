@@ -11,6 +11,9 @@ A run settles its file (`watch_files`), a failed run too: that file is retried o
 when it changes. A run interrupted by shutdown, or a file another VPO holds, is not
 settled and comes up again. Passes never overlap: the next starts an interval after
 the last one started, or at once when a pass took longer.
+
+`BaseWatcher` is the passes; `Watcher` runs the due files here; `QueueWatcher`
+(vpo.workflow.watch_queue, `--queue`) enqueues them for `vpo worker`s instead.
 """
 
 import hashlib
@@ -20,6 +23,7 @@ import sqlite3
 import stat
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +61,14 @@ class PassReport:
     files: int = 0
     settled: int = 0  # unchanged since their run: stat only
     waiting: list[Path] = field(default_factory=list)  # new or changed, still changing
+    due: int = 0  # held still: run (or enqueued) by this pass
     batch: BatchReport = field(default_factory=BatchReport)
-    problem: str | None = None  # why the pass processed nothing (the database refused)
+    problem: str | None = None  # why the pass did nothing (the database or Redis refused)
+    # With --queue (vpo.workflow.watch_queue):
+    enqueued: list[Path] = field(default_factory=list)
+    queued: int = 0  # enqueued before, their runs not arrived yet
+    arrived: list[tuple[Path, bool]] = field(default_factory=list)  # runs settled: success?
+    refused: list[Path] = field(default_factory=list)  # dead-lettered by a worker
 
 
 def policy_digest(policy: Policy) -> str:
@@ -67,28 +77,30 @@ def policy_digest(policy: Policy) -> str:
     return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()
 
 
-class Watcher:
-    """Runs passes over `roots` with one processor until told to stop."""
+class BaseWatcher(ABC):
+    """Passes over `roots` with one policy until told to stop: what a pass lists, what
+    it leaves alone and what it remembers. Subclasses say what is done with the files
+    that are due (`_dispatch`: run here, or enqueue for workers)."""
+
+    DOES = "processed"  # what a pass that cannot go on did not do, for its log line
 
     def __init__(
         self,
         roots: Iterable[Path],
-        processor: FileProcessor,
+        policy: Policy,
+        db_path: Path,
         extensions: Iterable[str],
         *,
         interval: float = DEFAULT_INTERVAL_SECONDS,
-        jobs: int = 1,
         recording_problem: Callable[[], str | None] = lambda: None,
-        on_result: Callable[[RunResult], None] | None = None,
     ) -> None:
         self.roots = [Path(r) for r in roots]
-        self.processor = processor
+        self.policy = policy
+        self.db_path = Path(db_path)
         self.suffixes = {f".{ext.lower()}" for ext in extensions}
         self.interval = interval
-        self.jobs = jobs
         self.recording_problem = recording_problem
-        self.on_result = on_result
-        self.digest = policy_digest(processor.policy)
+        self.digest = policy_digest(policy)
         self.passes = 0
         self._conn: sqlite3.Connection | None = None
         self._settled: dict[str, watch_state.Settled] = {}
@@ -116,10 +128,10 @@ class Watcher:
         report = PassReport()
         self.passes += 1
         conn = self._connection()
-        problem = self._unrecordable()
+        problem = self._unrecordable() or self._begin_pass()
         if problem is not None:
             report.problem = problem
-            log.error("watch pass %d: nothing processed: %s", self.passes, problem)
+            log.error("watch pass %d: nothing %s: %s", self.passes, self.DOES, problem)
             return report
         due: list[tuple[Path, Observed]] = []
         seen: dict[str, Observed] = {}
@@ -137,8 +149,11 @@ class Watcher:
             as_settled = (
                 settled is not None and Observed(settled.size_bytes, settled.mtime_ns) == observed
             )
-            if as_settled and settled is not None and settled.policy_digest == self.digest:
-                report.settled += 1
+            if (
+                settled is not None
+                and settled.policy_digest == self.digest
+                and self._holds(key, path, observed, settled, report)
+            ):
                 continue
             unsettled[key] = observed
             # Unchanged since the pass before, or since a run under another policy.
@@ -151,19 +166,10 @@ class Watcher:
                 report.waiting.append(path)
         self._last_seen = unsettled
         self._forget_gone(conn, seen)
+        report.due = len(due)
         if due:
-            report.batch = self._process(due)
-            log.info(
-                "watch pass %d: %d file(s), %d run(s) (%d succeeded, %d failed, %d skipped), "
-                "%d waiting",
-                self.passes,
-                report.files,
-                len(report.batch.runs),
-                report.batch.succeeded,
-                report.batch.failed,
-                len(report.batch.skipped),
-                len(report.waiting),
-            )
+            self._dispatch(due, report, stop)
+        self._summarize(report)
         return report
 
     def close(self) -> None:
@@ -171,13 +177,56 @@ class Watcher:
             self._conn.close()
             self._conn = None
 
+    # -- what subclasses decide ------------------------------------------------------------
+
+    def _begin_pass(self) -> str | None:
+        """Why this pass can do nothing (checked once, before listing), or None."""
+        return None
+
+    def _holds(
+        self,
+        key: str,
+        path: Path,
+        observed: Observed,
+        settled: watch_state.Settled,
+        report: PassReport,
+    ) -> bool:
+        """Whether a file settled under this policy needs nothing this pass: it has not
+        changed since. (A file enqueued by `--queue` and not changed since counts too:
+        the queue has it.)"""
+        if Observed(settled.size_bytes, settled.mtime_ns) != observed:
+            return False
+        report.settled += 1
+        return True
+
+    @abstractmethod
+    def _dispatch(
+        self, due: list[tuple[Path, Observed]], report: PassReport, stop: threading.Event | None
+    ) -> None:
+        """Do the due files' work (they held still); fill `report`."""
+
+    @abstractmethod
+    def _summarize(self, report: PassReport) -> None:
+        """The pass's one summary line, when it did something."""
+
     # -- one pass's parts ------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = open_database(self.processor.store.db_path)
+            self._conn = open_database(self.db_path)
             self._settled = watch_state.load(self._conn)
         return self._conn
+
+    def _settle(self, key: str, settled: watch_state.Settled) -> bool:
+        """Note `key` as settled; False (logged) when the database refused."""
+        try:
+            watch_state.settle(self._connection(), key, settled)
+        except (DatabaseError, sqlite3.Error) as exc:  # its run is recorded; run again later
+            log.error("watch: cannot note %s as done (it will be run again): %s", key, exc)
+            return False
+        self._settled[key] = settled
+        self._reported.pop(key, None)
+        return True
 
     def _unrecordable(self) -> str | None:
         """Why no file may be run now (its run could not be recorded), or None."""
@@ -185,7 +234,7 @@ class Watcher:
         if problem:
             return problem
         try:
-            check_writable(self.processor.store.db_path, commit=False)
+            check_writable(self.db_path, commit=False)
         except DatabaseError as exc:
             return exc.message
         return None
@@ -254,7 +303,36 @@ class Watcher:
         for key in gone:
             del self._settled[key]
 
-    def _process(self, due: list[tuple[Path, Observed]]) -> BatchReport:
+
+class Watcher(BaseWatcher):
+    """Runs the due files here, with one processor (its claims, spans and store)."""
+
+    def __init__(
+        self,
+        roots: Iterable[Path],
+        processor: FileProcessor,
+        extensions: Iterable[str],
+        *,
+        interval: float = DEFAULT_INTERVAL_SECONDS,
+        jobs: int = 1,
+        recording_problem: Callable[[], str | None] = lambda: None,
+        on_result: Callable[[RunResult], None] | None = None,
+    ) -> None:
+        super().__init__(
+            roots,
+            processor.policy,
+            processor.store.db_path,
+            extensions,
+            interval=interval,
+            recording_problem=recording_problem,
+        )
+        self.processor = processor
+        self.jobs = jobs
+        self.on_result = on_result
+
+    def _dispatch(
+        self, due: list[tuple[Path, Observed]], report: PassReport, stop: threading.Event | None
+    ) -> None:
         before = dict(due)
 
         def finished(result: RunResult) -> None:
@@ -262,12 +340,27 @@ class Watcher:
             if self.on_result is not None:
                 self.on_result(result)
 
-        return process_files(
+        report.batch = process_files(
             self.processor,
             [path for path, _ in due],
             self.jobs,
             on_result=finished,
             stop_check=self._unrecordable,
+        )
+
+    def _summarize(self, report: PassReport) -> None:
+        if not report.due:
+            return
+        log.info(
+            "watch pass %d: %d file(s), %d run(s) (%d succeeded, %d failed, %d skipped), "
+            "%d waiting",
+            self.passes,
+            report.files,
+            len(report.batch.runs),
+            report.batch.succeeded,
+            report.batch.failed,
+            len(report.batch.skipped),
+            len(report.waiting),
         )
 
     def _finished(self, result: RunResult, before: Observed | None) -> None:
@@ -285,16 +378,12 @@ class Watcher:
             return  # gone already: the next pass forgets it
         if not result.success and _changed_during_run(result, before, after):
             return  # new work for a later pass, not a failure of this file as it is
-        settled = watch_state.Settled(
-            self.digest, after.size, after.mtime_ns, result.success, result.stats_id
+        self._settle(
+            key,
+            watch_state.Settled(
+                self.digest, after.size, after.mtime_ns, result.success, result.stats_id
+            ),
         )
-        try:
-            watch_state.settle(self._connection(), key, settled)
-        except (DatabaseError, sqlite3.Error) as exc:  # its run is recorded; run again later
-            log.error("watch: cannot note %s as done (it will be run again): %s", key, exc)
-            return
-        self._settled[key] = settled
-        self._reported.pop(key, None)
 
     def _log_skip(self, key: str, result: RunResult, observed: Observed | None) -> None:
         """A skipped file is tried again next pass; its reason is logged once per state."""
