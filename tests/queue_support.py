@@ -126,6 +126,13 @@ def start_worker(
     )
 
 
+def worker_log(folder: Path) -> str:
+    """The log of the worker that ran in `folder`, checked to hold no traceback or error."""
+    log = (folder / "worker.log").read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    return log
+
+
 def serve(
     server_db: Path, tmp_path: Path, port: str | None = None, options: tuple[str, ...] = ()
 ) -> Server:

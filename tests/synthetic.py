@@ -39,6 +39,8 @@ class SyntheticRun:
     fail_with: Exception | None = None
     phase_bytes: tuple[int, int] = (4_000_000, 3_000_000)
     stats_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    hash_before: str = "sha256:" + "a" * 64
+    hash_after: str = "sha256:" + "b" * 64
 
 
 def ten_action_run(
@@ -121,7 +123,7 @@ def emit(tracer: Tracer, metrics: RunMetrics | None, run: SyntheticRun) -> None:
         attr.AUDIO_BEFORE: run.before["audio"],
         attr.SUBTITLE_BEFORE: run.before["subtitle"],
         attr.ATTACHMENT_BEFORE: run.before["attachment"],
-        attr.HASH_BEFORE: "sha256:" + "a" * 64,
+        attr.HASH_BEFORE: run.hash_before,
         attr.VIDEO_SOURCE_CODEC: "h264",
     }
     if metrics is not None:
@@ -168,7 +170,7 @@ def emit(tracer: Tracer, metrics: RunMetrics | None, run: SyntheticRun) -> None:
                     attr.AUDIO_AFTER: run.after["audio"],
                     attr.SUBTITLE_AFTER: run.after["subtitle"],
                     attr.ATTACHMENT_AFTER: run.after["attachment"],
-                    attr.HASH_AFTER: "sha256:" + "b" * 64,
+                    attr.HASH_AFTER: run.hash_after,
                     attr.VIDEO_TARGET_CODEC: "hevc",
                     attr.AUDIO_PRESERVED: 1,
                 }

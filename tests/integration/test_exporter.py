@@ -426,3 +426,36 @@ def test_a_write_of_many_runs_at_once_makes_the_rows_of_one_run_at_a_time(tmp_pa
         assert [tuple(row) for row in query(at_once, sql)] == expected
         assert expected, sql
     assert len(query(at_once, "SELECT id FROM action_results")) == 50  # 5 runs x 10 actions
+
+
+def test_build_run_makes_the_records_their_constructors_make() -> None:
+    """`build_run` fills its records without the frozen dataclasses' `__init__`
+    (`trusted_record`): each has every field, and equals, field for field, the record
+    the constructor makes from the same values."""
+    import dataclasses
+
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from vpo.telemetry.rows import build_run
+
+    provider = TracerProvider(resource=Resource({}))
+    kept = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    for run in (
+        ten_action_run(file_id=1),
+        SyntheticRun(file_id=2, phases=[]),
+        SyntheticRun(file_id=3, fail_with=RuntimeError("mkvmerge failed")),
+    ):
+        emit(provider.get_tracer("t"), None, run)
+    spans = list(kept.get_finished_spans())
+    for root in (s for s in spans if s.name == attr.PROCESS_FILE):
+        record = build_run(root, *_run_spans(spans, root)).record
+        for made in (record, *record.actions, *record.phases):
+            names = [f.name for f in dataclasses.fields(made)]
+            assert list(vars(made)) == names
+            constructed = type(made)(**vars(made))
+            assert vars(constructed) == vars(made)
+            assert constructed == made
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                made.success = False  # type: ignore[misc]

@@ -507,3 +507,92 @@ def test_answers_conform_to_the_openapi_document(server: Server) -> None:
 def test_schemathesis_finds_no_error_with_the_token(server: Server) -> None:
     """Generated bodies, valid and not, with the token: each answered as documented."""
     _fuzz(server, "POST", "/v1/traces", headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+
+
+def _described(span: ReadableSpan) -> tuple[str, ...]:
+    """Everything the exporter may read of a span, attribute types included."""
+    return (
+        span.name,
+        repr(span.context),
+        repr(span.parent),
+        repr([(k, type(v).__name__, v) for k, v in span.attributes.items()]),
+        repr([(e.name, e.timestamp, dict(e.attributes or {})) for e in span.events]),
+        repr([(link.context, dict(link.attributes or {})) for link in span.links]),
+        repr(span.kind),
+        repr((span.status.status_code, span.status.description)),
+        repr((span.start_time, span.end_time)),
+        repr(sorted(span.resource.attributes.items())),
+        repr(span.instrumentation_scope),
+    )
+
+
+def test_attributes_read_from_their_encoding_are_what_protobuf_reads() -> None:
+    """`spans_from_protobuf` reads span attributes from their encoding (most from a
+    cache): the same spans as protobuf's full parse, for every kind of value — and for
+    the values it leaves to protobuf (arrays, kvlists, odd encodings) and bodies that do
+    not parse, the same spans or the same refusal."""
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    from vpo.telemetry import otlp_spans
+
+    def same(body: bytes) -> None:
+        try:
+            expected: Any = [
+                _described(s) for s in otlp_spans.readable_spans(otlp_spans.parse_protobuf(body))
+            ]
+        except otlp_spans.InvalidRequest as exc:
+            expected = str(exc)
+        try:
+            got: Any = [_described(s) for s in otlp_spans.spans_from_protobuf(body)]
+        except otlp_spans.InvalidRequest as exc:
+            got = str(exc)
+        assert got == expected
+
+    provider = TracerProvider(resource=Resource.create({attr.HOST_NAME: "worker-7"}))
+    kept = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    for run in _runs():
+        emit(provider.get_tracer("t"), None, run)
+    request = encode_spans(kept.get_finished_spans())
+    otlp_spans._pairs.clear()
+    same(request.SerializeToString())
+    assert otlp_spans._pairs  # read from their encoding, not by the full parse
+    same(request.SerializeToString())  # now from the cache
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    values: list[tuple[str, Any]] = [
+        ("string_value", ""),
+        ("string_value", "é" * 200),  # a two-byte length
+        ("int_value", -1),
+        ("int_value", 2**63 - 1),
+        ("int_value", -(2**63)),
+        ("bool_value", True),
+        ("bool_value", False),
+        ("double_value", -0.5),
+        ("bytes_value", b"\x00\xff"),
+    ]
+    for n, (field, value) in enumerate(values):
+        pair = span.attributes.add(key=f"k{n}")
+        setattr(pair.value, field, value)
+    span.attributes.add(key="no value")
+    span.attributes.add(key="empty value").value.SetInParent()
+    span.attributes.add(key="k0").value.string_value = "the last one counts"
+    same(request.SerializeToString())
+    span.attributes.add(key="array").value.array_value.values.add().int_value = 3
+    span.attributes.add(key="kvlist").value.kvlist_value.values.add(key="a").value.bool_value = 1
+    same(request.SerializeToString())
+    odd = request.SerializeToString()
+    del span.attributes[-2:]
+    # A key-value whose fields come in reverse order, and one with an unknown field.
+    value_first = b"\x12\x03\x18\x96\x01\x0a\x01z"
+    with_unknown = KeyValue(key="u").SerializeToString() + b"\x18\x01"
+    for raw in (value_first, with_unknown, b"\x0a\x02\xff\xfe"):  # the last: not UTF-8
+        body = request.SerializeToString()
+        marker = KeyValue(key="marker").SerializeToString()
+        span.attributes.add(key="marker")
+        with_marker = request.SerializeToString()
+        del span.attributes[-1]
+        assert with_marker.count(marker) == 1
+        same(with_marker.replace(marker, raw))
+        same(body)
+    for cut in (1, 10, len(odd) // 2, len(odd) - 1):
+        same(odd[:cut])

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import database_with_files
-from tests.recorded import EPOCH, RunSpec, write_runs
+from tests.recorded import EPOCH, RunSpec, record, write_runs
 from vpo.db import open_database
 from vpo.db.aggregates import (
     Totals,
@@ -19,8 +19,10 @@ from vpo.db.aggregates import (
     trends,
     window_totals,
 )
+from vpo.db.connection import transaction
 from vpo.db.measures import MEASURES
 from vpo.db.purge import PurgeFilter, count_purge, purge
+from vpo.db.stats import insert_checked_runs
 from vpo.timefmt import format_utc
 
 TWO_YEARS = 2 * 366 * 86400
@@ -163,13 +165,23 @@ def _check_rollup_table(conn) -> None:
     runs=st.lists(RUNS, min_size=0, max_size=60),
     windows=st.lists(WINDOWS, min_size=1, max_size=4),
     purges=st.lists(PURGES, max_size=2),
+    batch=st.integers(0, 25),
 )
-def test_rollups_equal_plain_sql(runs, windows, purges) -> None:
+def test_rollups_equal_plain_sql(runs, windows, purges, batch) -> None:
+    """`batch` 0: the runs written one by one (`insert_run`); else in writes of `batch`
+    runs (`insert_checked_runs`, the exporter's batches), two writes per transaction."""
     with tempfile.TemporaryDirectory() as folder:
         path = database_with_files(Path(folder) / "vpo.db")
         conn = open_database(path)
         try:
-            write_runs(conn, runs)
+            if batch:
+                records = [record(spec) for spec in runs]
+                for first in range(0, len(records), 2 * batch):
+                    with transaction(conn):
+                        insert_checked_runs(conn, records[first : first + batch])
+                        insert_checked_runs(conn, records[first + batch : first + 2 * batch])
+            else:
+                write_runs(conn, runs)
             _check_rollup_table(conn)
             _check_window(conn, None, None)
             for since, until in windows:

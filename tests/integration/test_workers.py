@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.helpers import database_with_files, invoke, query
 from tests.integration.test_server_api import Server, start_server
 from tests.recorded import EPOCH, RunSpec, days, write_runs
-from vpo.db import open_database
+from vpo.db import SCHEMA_VERSION, open_database
 from vpo.db.aggregates import summary
 from vpo.db.interrupted import RunMarker, record_interrupted
 from vpo.db.workers import worker_stats, workers_answer
@@ -82,7 +82,7 @@ def test_a_version_6_database_upgrades_with_its_runs_of_no_known_worker(tmp_path
 
     conn = open_database(path)
     try:
-        assert query(path, "PRAGMA user_version")[0][0] == 7
+        assert query(path, "PRAGMA user_version")[0][0] == SCHEMA_VERSION
         after = query(path, "SELECT * FROM processing_stats ORDER BY id")
         assert [tuple(r)[:-1] for r in after] == before  # every value kept, in place
         assert {r["worker"] for r in after} == {None}  # not known then

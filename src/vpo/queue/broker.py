@@ -106,7 +106,7 @@ def make_broker(url: str, requeue_after_ms: int = REQUEUE_AFTER_MS) -> RedisBrok
 
     A worker process that has not polled Redis for `requeue_after_ms` is dead: the next
     command of any other VPO puts its unacknowledged messages back in the queue. (A busy
-    worker still polls its delay queue every second.) Dramatiq looks for dead workers on
+    worker still polls its delay queue several times a second.) Dramatiq looks for dead workers on
     one command in a thousand by default, which on a quiet homelab queue can take hours;
     VPO's queues are small, so it looks on every command."""
     try:

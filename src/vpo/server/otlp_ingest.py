@@ -160,10 +160,8 @@ class Ingest:
 
     def _receive(self, body: bytes, content_type: str) -> Outcome:
         if content_type == PROTOBUF:
-            request = otlp_spans.parse_protobuf(body)
-        else:
-            request = otlp_spans.parse_json(body)
-        return self.ingest(list(otlp_spans.readable_spans(request)))
+            return self.ingest(otlp_spans.spans_from_protobuf(body))
+        return self.ingest(list(otlp_spans.readable_spans(otlp_spans.parse_json(body))))
 
     def ingest(self, spans: Sequence[ReadableSpan]) -> Outcome:
         """Hand the runs of `spans` not seen before to the exporter (call it from one
@@ -174,76 +172,74 @@ class Ingest:
             refused = self.remote.beat(beats, self._fed)
             outcome.rejected += len(refused)
             outcome.problems.extend(refused)
-        ours: list[ReadableSpan] = []
-        for span in spans:
-            if span.name not in _OUR_SPANS:
-                continue  # other instrumentation: accepted, not recorded
-            if otlp_spans.well_formed(span):
-                ours.append(span)
-            else:
-                outcome.rejected += 1
-                outcome.problems.append(f"a {span.name} span without valid trace and span ids")
-        children: dict[int, list[ReadableSpan]] = {}
+        # One pass: this runs for every span of every request. Spans go with their ids,
+        # read once (a span id is two property calls away).
+        ours: list[tuple[ReadableSpan, int]] = []
+        children: dict[int, list[tuple[ReadableSpan, int]]] = {}
         parents: dict[int, int] = {}  # span id → its parent's, of phases and actions
-        roots: list[ReadableSpan] = []
-        for span in ours:  # one pass: this runs for every span of every request
-            if span.name == attr.PROCESS_FILE:
-                roots.append(span)
-            elif span.parent is not None:
-                parent_id = span.parent.span_id
-                children.setdefault(parent_id, []).append(span)
-                parents[_span_id(span)] = parent_id
+        roots: list[tuple[ReadableSpan, int]] = []
+        for span in spans:
+            name = span.name
+            if name not in _OUR_SPANS:
+                continue  # other instrumentation: accepted, not recorded
+            if not otlp_spans.well_formed(span):
+                outcome.rejected += 1
+                outcome.problems.append(f"a {name} span without valid trace and span ids")
+                continue
+            span_id = span.context.span_id  # type: ignore[union-attr] - well formed
+            ours.append((span, span_id))
+            if name == attr.PROCESS_FILE:
+                roots.append((span, span_id))
+            elif (parent := span.parent) is not None:
+                parent_id = parent.span_id
+                children.setdefault(parent_id, []).append((span, span_id))
+                parents[span_id] = parent_id
+        root_attributes = [_attributes(root) for root, _ in roots]
         stored = self._stored_runs(
-            [
-                r
-                for r in (_attributes(root).get(attr.STATS_ID) for root in roots)
-                if isinstance(r, str)
-            ]
+            [r for r in (a.get(attr.STATS_ID) for a in root_attributes) if isinstance(r, str)]
         )
         files = self._known_files(
-            {f for f in (_attributes(root).get(attr.FILE_ID) for root in roots) if _is_int(f)}
+            {f for f in (a.get(attr.FILE_ID) for a in root_attributes) if _is_int(f)}
         )
         skipped: set[int] = set()  # span ids of runs not fed (duplicates)
-        fed_runs: list[tuple[ReadableSpan, list[ReadableSpan]]] = []
+        fed_ids: list[int] = []  # span ids of the runs fed, roots and descendants
         prebuilt: dict[int, PrebuiltRun] = {}  # runs the check built: not built twice
-        for root in roots:
-            family = _descendants(root, children)
-            stats_id = _attributes(root).get(attr.STATS_ID)
+        fed_runs = 0
+        for (root, root_id), attributes in zip(roots, root_attributes, strict=True):
+            family = _descendants(root_id, children)
+            stats_id = attributes.get(attr.STATS_ID)
             if isinstance(stats_id, str) and (stats_id in self._fed or stats_id in stored):
                 outcome.duplicates += 1
-                skipped.update(_span_id(s) for s in (root, *family))
+                skipped.add(root_id)
+                skipped.update(span_id for _, span_id in family)
                 continue
-            problem, ready = _contract_problem(root, family, files, self.exporter.host)
+            problem, ready = _contract_problem(
+                root, [span for span, _ in family], files, self.exporter.host
+            )
             if ready is not None:
-                prebuilt[_span_id(root)] = ready
+                prebuilt[root_id] = ready
             if problem is not None:
                 outcome.rejected += (1 + len(family)) if problem[0] else len(problem[1])
                 outcome.problems.extend(problem[1])
             if isinstance(stats_id, str):
                 _remember(self._fed, stats_id, REMEMBERED_RUNS)
-            fed_runs.append((root, family))
-        fresh = [
-            span
-            for span in ours
-            if (span_id := _span_id(span)) not in skipped
-            # (a span without a parent here has no ancestors to look up: not late)
-            and (span_id not in parents or not self._late(span_id, parents, skipped))
-        ]
-        _remember_all(
-            self._finished,
-            ((_span_id(span), None) for root, family in fed_runs for span in (root, *family)),
-            REMEMBERED_SPANS,
-        )
-        _remember_all(
-            self._parent_of,
-            (
-                (_span_id(span), span.parent.span_id)
-                for span in fresh
-                if span.name != attr.PROCESS_FILE and span.parent is not None
-            ),
-            REMEMBERED_SPANS,
-        )
-        outcome.runs = len(fed_runs)
+            fed_ids.append(root_id)
+            fed_ids.extend(span_id for _, span_id in family)
+            fed_runs += 1
+        fresh: list[ReadableSpan] = []
+        fresh_parents: list[tuple[int, int]] = []  # (span id, parent's) of fresh children
+        for span, span_id in ours:
+            if span_id in skipped:
+                continue
+            parent_id = parents.get(span_id)
+            if parent_id is None:  # a root, or a span without a parent here: not late
+                fresh.append(span)
+            elif not self._late(span_id, parents, skipped):
+                fresh.append(span)
+                fresh_parents.append((span_id, parent_id))
+        _remember_all(self._finished, ((span_id, None) for span_id in fed_ids), REMEMBERED_SPANS)
+        _remember_all(self._parent_of, fresh_parents, REMEMBERED_SPANS)
+        outcome.runs = fed_runs
         # Always called, even with nothing fresh: it also retries runs kept from before.
         result = self.exporter.export(fresh, prebuilt)
         outcome.stored = result is SpanExportResult.SUCCESS
@@ -309,17 +305,16 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _span_id(span: ReadableSpan) -> int:
-    return span.context.span_id  # type: ignore[union-attr] - checked by well_formed
-
-
-def _descendants(root: ReadableSpan, children: dict[int, list[ReadableSpan]]) -> list[ReadableSpan]:
-    found: list[ReadableSpan] = []
-    stack = [_span_id(root)]
+def _descendants(
+    root_id: int, children: dict[int, list[tuple[ReadableSpan, int]]]
+) -> list[tuple[ReadableSpan, int]]:
+    """The (span, span id) of the descendants of the span `root_id` among `children`."""
+    found: list[tuple[ReadableSpan, int]] = []
+    stack = [root_id]
     seen = set(stack)
     while stack:
         for child in children.get(stack.pop(), ()):
-            child_id = _span_id(child)
+            child_id = child[1]
             if child_id not in seen:
                 seen.add(child_id)
                 found.append(child)

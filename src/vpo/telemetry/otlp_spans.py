@@ -15,16 +15,19 @@ the ids and lets `google.protobuf.json_format` do the rest (enums as integers or
 
 import base64
 import json
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -39,6 +42,7 @@ __all__ = [
     "readable_spans",
     "response_json",
     "response_protobuf",
+    "spans_from_protobuf",
     "well_formed",
 ]
 
@@ -73,6 +77,19 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
             f"the body is not a protobuf ExportTraceServiceRequest ({exc})"
         ) from None
     return request
+
+
+def spans_from_protobuf(body: bytes) -> list[ReadableSpan]:
+    """`readable_spans(parse_protobuf(body))`, the same spans or the same `InvalidRequest`,
+    in about half the time: span attributes are read from their encoding directly
+    (`_raw_attributes`) rather than one protobuf object at a time. Anything that path
+    does not read exactly as protobuf would — an array or kvlist value, an unusual
+    encoding, a body that does not parse — goes the full way instead."""
+    try:
+        return list(readable_spans(_RawAttributesRequest.FromString(body)))
+    except (_Unusual, DecodeError, RuntimeWarning, ValueError):
+        pass
+    return list(readable_spans(parse_protobuf(body)))
 
 
 def parse_json(body: bytes) -> ExportTraceServiceRequest:
@@ -176,15 +193,18 @@ def readable_span(
     resource: Resource | None = None,
     scope: InstrumentationScope | None = None,
 ) -> ReadableSpan:
+    """`span` (a protobuf `Span`, or the `_RawAttributesRequest`'s) as a `ReadableSpan`."""
     trace_id = int.from_bytes(span.trace_id, "big")
     span_flags = span.flags
     flags = _TRACE_FLAGS[span_flags & 0xFF]
+    trace_state = span.trace_state
+    # Positional arguments: this runs for every span received, and keywords cost more.
     context = SpanContext(
         trace_id,
         int.from_bytes(span.span_id, "big"),
-        is_remote=False,
-        trace_flags=flags,
-        trace_state=_trace_state(span.trace_state),
+        False,  # is_remote
+        flags,
+        _trace_state(trace_state) if trace_state else None,
     )
     parent = None
     parent_span_id = span.parent_span_id
@@ -192,8 +212,8 @@ def readable_span(
         parent = SpanContext(
             trace_id,
             int.from_bytes(parent_span_id, "big"),
-            is_remote=bool(span_flags & _HAS_IS_REMOTE and span_flags & _IS_REMOTE),
-            trace_flags=flags,
+            bool(span_flags & _HAS_IS_REMOTE and span_flags & _IS_REMOTE),
+            flags,
         )
     otlp_status = span.status
     code = otlp_status.code
@@ -201,21 +221,24 @@ def readable_span(
         status = Status(StatusCode.ERROR, otlp_status.message or None)
     else:  # an unknown code is taken as unset
         status = _STATUS_OK if code == 1 else _STATUS_UNSET
+    attributes = span.attributes  # KeyValues, or their encodings (_RawAttributesRequest)
     events = span.events
     links = span.links
     return ReadableSpan(
-        name=span.name,
-        context=context,
-        parent=parent,
-        resource=resource,
-        attributes=_attributes(span.attributes),
-        events=tuple(
+        span.name,
+        context,
+        parent,
+        resource,
+        _raw_attributes(attributes)
+        if attributes and type(attributes[0]) is bytes
+        else _attributes(attributes),
+        tuple(
             Event(event.name, _attributes(event.attributes), event.time_unix_nano)
             for event in events
         )
         if events
         else (),
-        links=tuple(
+        tuple(
             Link(
                 SpanContext(
                     int.from_bytes(link.trace_id, "big"),
@@ -230,11 +253,12 @@ def readable_span(
         )
         if links
         else (),
-        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
-        status=status,
-        start_time=span.start_time_unix_nano or None,
-        end_time=span.end_time_unix_nano or None,
-        instrumentation_scope=scope,
+        _KINDS.get(span.kind, SpanKind.INTERNAL),
+        None,  # instrumentation_info (deprecated)
+        status,
+        span.start_time_unix_nano or None,
+        span.end_time_unix_nano or None,
+        scope,
     )
 
 
@@ -278,3 +302,125 @@ def _value(value: AnyValue) -> Any:
     if which == "kvlist_value":
         return _attributes(value.kvlist_value.values)
     return getattr(value, which)
+
+
+# --- span attributes read from their encoding -----------------------------------------
+#
+# `_RawAttributesRequest` is ExportTraceServiceRequest (the same wire format as
+# TracesData) with `Span.attributes` declared `repeated bytes` instead of `repeated
+# KeyValue`: protobuf hands over each attribute's encoding, which `_raw_attributes`
+# decodes — most of them from a cache, since a run's attributes mostly repeat from run
+# to run (policy, codecs, action types, rules, states). Every other field, resources,
+# scopes, events and links are parsed by protobuf as usual.
+
+
+class _Unusual(Exception):
+    """An attribute encoding `_decode_pair` does not read: the request goes the full way."""
+
+
+def _raw_attributes_request() -> Any:
+    pool = descriptor_pool.DescriptorPool()
+    for module in (common_pb2, resource_pb2):
+        file = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(file)
+        pool.Add(file)
+    file = descriptor_pb2.FileDescriptorProto()
+    trace_pb2.DESCRIPTOR.CopyToProto(file)
+    span = next(message for message in file.message_type if message.name == "Span")
+    attributes = next(f for f in span.field if f.name == "attributes")
+    attributes.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    attributes.ClearField("type_name")
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("opentelemetry.proto.trace.v1.TracesData")
+    )
+
+
+_RawAttributesRequest = _raw_attributes_request()
+_NOTHING = object()  # a key-value without a value: no attribute, as in `_attributes`
+_CACHED_PAIR_BYTES = 256
+_MAX_CACHED_PAIRS = 8192
+_pairs: dict[bytes, Any] = {}  # a KeyValue's encoding → (key, value) or _NOTHING
+_DOUBLE = struct.Struct("<d")
+
+
+def _raw_attributes(encoded: Iterable[bytes]) -> dict[str, Any]:
+    """The attributes from their KeyValue encodings: what `_attributes` gives for the
+    same KeyValues (in order, the last of a repeated key kept, valueless ones left out)."""
+    attributes: dict[str, Any] = {}
+    pairs = _pairs
+    for raw in encoded:
+        pair = pairs.get(raw)
+        if pair is None:
+            pair = _decode_pair(raw)
+            if len(raw) <= _CACHED_PAIR_BYTES:  # values are immutable: safe to share
+                if len(pairs) >= _MAX_CACHED_PAIRS:
+                    pairs.clear()
+                pairs[raw] = pair
+        if pair is not _NOTHING:
+            attributes[pair[0]] = pair[1]
+    return attributes
+
+
+def _decode_pair(raw: bytes) -> Any:
+    """One KeyValue in its usual encoding — the key (field 1) then the value (field 2), a
+    scalar AnyValue — as (key, value); `_Unusual` for anything else (the full parse then
+    reads it, or refuses the body, exactly as before)."""
+    end = len(raw)
+    key = ""
+    position = 0
+    try:
+        if end and raw[0] == 0x0A:
+            length, position = _varint(raw, 1)
+            stop = position + length
+            if stop > end:
+                raise _Unusual
+            key = raw[position:stop].decode()
+            position = stop
+        if position == end:
+            return _NOTHING
+        if raw[position] != 0x12:
+            raise _Unusual
+        length, position = _varint(raw, position + 1)
+        if position + length != end:
+            raise _Unusual
+        if position == end:  # an empty AnyValue
+            return _NOTHING
+        tag = raw[position]
+        if tag == 0x0A or tag == 0x3A:  # string_value, bytes_value
+            length, position = _varint(raw, position + 1)
+            if position + length != end:
+                raise _Unusual
+            return key, raw[position:end].decode() if tag == 0x0A else raw[position:end]
+        if tag == 0x18 or tag == 0x10:  # int_value, bool_value
+            number, position = _varint(raw, position + 1)
+            if position != end:
+                raise _Unusual
+            if tag == 0x10:
+                return key, number != 0
+            return key, number - (1 << 64) if number >= 1 << 63 else number
+        if tag == 0x21 and end - position == 9:  # double_value
+            return key, _DOUBLE.unpack_from(raw, position + 1)[0]
+    except (IndexError, UnicodeDecodeError):
+        raise _Unusual from None
+    raise _Unusual  # an array, a kvlist, an unknown or repeated field
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at `position` (at most 10 bytes, 64 bits)."""
+    byte = data[position]
+    if byte < 0x80:
+        return byte, position + 1
+    result = byte & 0x7F
+    shift = 7
+    while True:
+        position += 1
+        byte = data[position]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if result >= 1 << 64:
+                raise _Unusual
+            return result, position + 1
+        shift += 7
+        if shift > 63:
+            raise _Unusual

@@ -18,15 +18,10 @@ from vpo.db.stats import (
     InvalidRecordError,
     PerformanceMetricRecord,
     ProcessingStatsRecord,
+    trusted_record,
 )
 from vpo.telemetry import attributes as attr
 from vpo.timefmt import format_ns
-
-_TRACK_KINDS = (
-    ("audio_tracks", attr.AUDIO_BEFORE, attr.AUDIO_AFTER, attr.AUDIO_REMOVED),
-    ("subtitle_tracks", attr.SUBTITLE_BEFORE, attr.SUBTITLE_AFTER, attr.SUBTITLE_REMOVED),
-    ("attachments", attr.ATTACHMENT_BEFORE, attr.ATTACHMENT_AFTER, attr.ATTACHMENT_REMOVED),
-)
 
 
 @dataclass
@@ -58,40 +53,57 @@ def build_run(
             f"span {root.name} lacks {attr.STATS_ID} or an integer {attr.FILE_ID}"
         )
     failed = root.status.status_code is StatusCode.ERROR
-    counts: dict[str, Any] = {}
-    for kind, before_key, after_key, removed_key in _TRACK_KINDS:
-        before = _int(a, before_key, 0)
-        after = _int(a, after_key, before)
-        counts[f"{kind}_before"] = before
-        counts[f"{kind}_after"] = after
-        counts[f"{kind}_removed"] = _int(a, removed_key, max(before - after, 0))
     size_before = _int(a, attr.SIZE_BEFORE, 0)
-    record = ProcessingStatsRecord(
-        id=stats_id,
-        file_id=file_id,
-        processed_at=format_ns(root.start_time or 0),
-        policy_name=str(a.get(attr.POLICY_NAME, "")),
-        size_before=size_before,
-        size_after=_int(a, attr.SIZE_AFTER, size_before),
-        duration_seconds=_seconds(root),
-        success=not failed,
-        error_message=_error_message(root) if failed else None,
-        phases_total=_int(a, attr.PHASES_TOTAL, len(phase_rows)),
-        phases_completed=_int(a, attr.PHASES_COMPLETED, sum(1 for p in phases if not _failed(p))),
-        total_changes=_int(a, attr.CHANGES_TOTAL, sum(1 for r in action_rows if r.success)),
-        video_source_codec=_str(a, attr.VIDEO_SOURCE_CODEC),
-        video_target_codec=_str(a, attr.VIDEO_TARGET_CODEC),
-        video_transcode_skipped=bool(a.get(attr.VIDEO_TRANSCODE_SKIPPED, False)),
-        video_skip_reason=_str(a, attr.VIDEO_SKIP_REASON),
-        audio_tracks_transcoded=_int(a, attr.AUDIO_TRANSCODED, 0),
-        audio_tracks_preserved=_int(a, attr.AUDIO_PRESERVED, 0),
-        hash_before=_str(a, attr.HASH_BEFORE),
-        hash_after=_str(a, attr.HASH_AFTER),
-        trace_id=format(root.context.trace_id, "032x") if root.context else None,
-        worker=_worker(root, default_worker),
-        actions=tuple(action_rows),
-        phases=tuple(phase_rows),
-        **counts,
+    audio_before = _int(a, attr.AUDIO_BEFORE, 0)
+    audio_after = _int(a, attr.AUDIO_AFTER, audio_before)
+    subtitle_before = _int(a, attr.SUBTITLE_BEFORE, 0)
+    subtitle_after = _int(a, attr.SUBTITLE_AFTER, subtitle_before)
+    attachment_before = _int(a, attr.ATTACHMENT_BEFORE, 0)
+    attachment_after = _int(a, attr.ATTACHMENT_AFTER, attachment_before)
+    # Every field, in their order (trusted_record: without the dataclass's __init__).
+    record = trusted_record(
+        ProcessingStatsRecord,
+        {
+            "id": stats_id,
+            "file_id": file_id,
+            "processed_at": format_ns(root.start_time or 0),
+            "policy_name": str(a.get(attr.POLICY_NAME, "")),
+            "size_before": size_before,
+            "size_after": _int(a, attr.SIZE_AFTER, size_before),
+            "duration_seconds": _seconds(root),
+            "success": not failed,
+            "audio_tracks_before": audio_before,
+            "subtitle_tracks_before": subtitle_before,
+            "attachments_before": attachment_before,
+            "audio_tracks_after": audio_after,
+            "subtitle_tracks_after": subtitle_after,
+            "attachments_after": attachment_after,
+            "audio_tracks_removed": _int(a, attr.AUDIO_REMOVED, max(audio_before - audio_after, 0)),
+            "subtitle_tracks_removed": _int(
+                a, attr.SUBTITLE_REMOVED, max(subtitle_before - subtitle_after, 0)
+            ),
+            "attachments_removed": _int(
+                a, attr.ATTACHMENT_REMOVED, max(attachment_before - attachment_after, 0)
+            ),
+            "phases_completed": _int(
+                a, attr.PHASES_COMPLETED, sum(1 for p in phases if not _failed(p))
+            ),
+            "phases_total": _int(a, attr.PHASES_TOTAL, len(phase_rows)),
+            "total_changes": _int(a, attr.CHANGES_TOTAL, sum(1 for r in action_rows if r.success)),
+            "video_source_codec": _str(a, attr.VIDEO_SOURCE_CODEC),
+            "video_target_codec": _str(a, attr.VIDEO_TARGET_CODEC),
+            "video_transcode_skipped": bool(a.get(attr.VIDEO_TRANSCODE_SKIPPED, False)),
+            "video_skip_reason": _str(a, attr.VIDEO_SKIP_REASON),
+            "audio_tracks_transcoded": _int(a, attr.AUDIO_TRANSCODED, 0),
+            "audio_tracks_preserved": _int(a, attr.AUDIO_PRESERVED, 0),
+            "hash_before": _str(a, attr.HASH_BEFORE),
+            "hash_after": _str(a, attr.HASH_AFTER),
+            "error_message": _error_message(root) if failed else None,
+            "trace_id": format(root.context.trace_id, "032x") if root.context else None,
+            "worker": _worker(root, default_worker),
+            "actions": tuple(action_rows),
+            "phases": tuple(phase_rows),
+        },
     )
     problems = record.row_problems()  # its phases and actions were checked by _valid
     if problems:
@@ -116,31 +128,38 @@ def _worker(root: ReadableSpan, default: str | None) -> str | None:
 def _phase_row(span: ReadableSpan) -> PerformanceMetricRecord:
     a = span.attributes or {}
     fps = a.get(attr.ENCODING_FPS)
-    return PerformanceMetricRecord(
-        phase_name=str(a.get(attr.PHASE_NAME, "")),
-        wall_time_seconds=_seconds(span),
-        bytes_read=_int(a, attr.BYTES_READ, None),
-        bytes_written=_int(a, attr.BYTES_WRITTEN, None),
-        encoding_fps=float(fps) if isinstance(fps, int | float) else None,
-        encoding_bitrate=_int(a, attr.ENCODING_BITRATE, None),
+    return trusted_record(
+        PerformanceMetricRecord,
+        {
+            "phase_name": str(a.get(attr.PHASE_NAME, "")),
+            "wall_time_seconds": _seconds(span),
+            "bytes_read": _int(a, attr.BYTES_READ, None),
+            "bytes_written": _int(a, attr.BYTES_WRITTEN, None),
+            "encoding_fps": float(fps) if isinstance(fps, int | float) else None,
+            "encoding_bitrate": _int(a, attr.ENCODING_BITRATE, None),
+        },
     )
 
 
 def _action_row(span: ReadableSpan) -> ActionResultRecord:
     a = span.attributes or {}
     failed = _failed(span)
-    return ActionResultRecord(
-        action_type=str(a.get(attr.ACTION_TYPE, "")),
-        success=not failed,
-        track_type=_str(a, attr.TRACK_TYPE),
-        track_index=_int(a, attr.TRACK_INDEX, None),
-        before_state=_str(a, attr.ACTION_BEFORE),
-        after_state=_str(a, attr.ACTION_AFTER),
-        duration_ms=round(((span.end_time or 0) - (span.start_time or 0)) / 1e6),
-        rule_reference=_str(a, attr.ACTION_RULE),
-        message=_str(a, attr.ACTION_MESSAGE) or (span.status.description if failed else None),
-        tool=_str(a, attr.ACTION_TOOL) or None,
-        tool_call=_int(a, attr.ACTION_TOOL_CALL, None),
+    return trusted_record(
+        ActionResultRecord,
+        {
+            "action_type": str(a.get(attr.ACTION_TYPE, "")),
+            "success": not failed,
+            "track_type": _str(a, attr.TRACK_TYPE),
+            "track_index": _int(a, attr.TRACK_INDEX, None),
+            "before_state": _str(a, attr.ACTION_BEFORE),
+            "after_state": _str(a, attr.ACTION_AFTER),
+            "duration_ms": round(((span.end_time or 0) - (span.start_time or 0)) / 1e6),
+            "rule_reference": _str(a, attr.ACTION_RULE),
+            "message": _str(a, attr.ACTION_MESSAGE)
+            or (span.status.description if failed else None),
+            "tool": _str(a, attr.ACTION_TOOL) or None,
+            "tool_call": _int(a, attr.ACTION_TOOL_CALL, None),
+        },
     )
 
 
