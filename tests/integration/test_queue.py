@@ -27,6 +27,7 @@ from tests.queue_support import (
     worker_log,
 )
 from tests.queue_support import messages as waiting
+from vpo.errors import InvalidInputError
 from vpo.queue.broker import QUEUE_NAME
 from vpo.queue.message import FileMessage, InvalidMessage, PathMap, policy_digest
 
@@ -166,6 +167,9 @@ def test_a_message_is_checked_before_anythingruns() -> None:
     assert FileMessage.from_dict(message.to_dict()) == message
     assert message.trace_id == "1" * 32
     mapped = PathMap.parse(["/media=/mnt/a", "/media/tv=/mnt/tv"])
+    for bad in ("media=/mnt", "/media", "/media="):  # a usage error: exit 2
+        with pytest.raises(InvalidInputError):
+            PathMap.parse([bad])
     assert message.local_path(mapped) == Path("/mnt/tv/show/e01.mkv")
     assert message.local_path(PathMap()) == Path("/media/tv/show/e01.mkv")
     for change in (

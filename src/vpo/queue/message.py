@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from vpo.errors import VpoError
+from vpo.errors import InvalidInputError, VpoError
 
 VERSION = 1
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -101,7 +101,9 @@ class PathMap:
         for spec in specs:
             server, sep, local = spec.partition("=")
             if not sep or not server.startswith("/") or not local:
-                raise VpoError(f"--path-map {spec!r}: expected SERVER=LOCAL, SERVER absolute.")
+                raise InvalidInputError(
+                    f"--path-map {spec!r}: expected SERVER=LOCAL, SERVER absolute."
+                )
             pairs.append((server.rstrip("/") or "/", local))
         # The longest prefix first: /media/tv wins over /media.
         return cls(tuple(sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)))
