@@ -51,13 +51,16 @@ def window_options(command: F) -> F:
 
 def format_option(*choices: str) -> Callable[[F], F]:
     """`--format` with `choices`, the first being the default."""
+    for_scripts = " and ".join(
+        {"json": "json (the API's objects)", "csv": "csv"}[c] for c in choices if c != "table"
+    )
     return click.option(
         "--format",
         "output_format",
         type=click.Choice(choices),
         default=choices[0],
         show_default=True,
-        help="table for people; json (the API's objects) and csv for scripts.",
+        help=f"table for people; {for_scripts} for scripts.",
     )
 
 
