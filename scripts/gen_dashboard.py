@@ -142,40 +142,53 @@ def _variables() -> list[Any]:
         .type("prometheus")
         .current(models.VariableOption(selected=True, text=PROMETHEUS_UID, value=PROMETHEUS_UID))
     )
-    job = (
-        dashboard.QueryVariable("job")
-        .label("Job")
-        .datasource(DS)
-        .query(_variable_query("label_values(vpo_library_size_bytes, job)"))
-        .refresh(models.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(models.VariableSort.ALPHABETICAL_ASC)
-        .current(models.VariableOption(selected=True, text="vpo", value="vpo"))
+    job = _query_variable(
+        "job", "Job", "label_values(vpo_library_size_bytes, job)", _ON_LOAD
+    ).current(models.VariableOption(selected=True, text="vpo", value="vpo"))
+    instance = _all_of(
+        _query_variable(
+            "instance",
+            "Instance",
+            'label_values(vpo_library_size_bytes{job="$job"}, instance)',
+            _ON_LOAD,
+        )
     )
-    instance = (
-        dashboard.QueryVariable("instance")
-        .label("Instance")
-        .datasource(DS)
-        .query(_variable_query('label_values(vpo_library_size_bytes{job="$job"}, instance)'))
-        .refresh(models.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(models.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".+")
-        .current(models.VariableOption(selected=True, text="All", value="$__all"))
-    )
-    policy = (
-        dashboard.QueryVariable("policy")
-        .label("Policy")
-        .datasource(DS)
-        .query(_variable_query(f"label_values(vpo_history_runs{{{SEL}}}, policy)"))
-        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(models.VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".+")
-        .current(models.VariableOption(selected=True, text="All", value="$__all"))
+    policy = _all_of(
+        _query_variable(
+            "policy",
+            "Policy",
+            f"label_values(vpo_history_runs{{{SEL}}}, policy)",
+            models.VariableRefresh.ON_TIME_RANGE_CHANGED,
+        )
     )
     return [datasource, job, instance, policy]
+
+
+_ON_LOAD = models.VariableRefresh.ON_DASHBOARD_LOAD
+
+
+def _query_variable(
+    name: str, label: str, query: str, refresh: models.VariableRefresh
+) -> dashboard.QueryVariable:
+    """A Prometheus label variable, its values sorted A-Z."""
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query(_variable_query(query))
+        .refresh(refresh)
+        .sort(models.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def _all_of(variable: dashboard.QueryVariable) -> dashboard.QueryVariable:
+    """Several values at once, "All" (any value) by default."""
+    return (
+        variable.multi(True)
+        .include_all(True)
+        .all_value(".+")
+        .current(models.VariableOption(selected=True, text="All", value="$__all"))
+    )
 
 
 def _variable_query(query: str) -> dict[str, object]:

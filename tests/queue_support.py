@@ -33,15 +33,19 @@ def free_port() -> int:
 
 @contextmanager
 def redis_server(
-    tmp_path: Path, also_bind: tuple[str, ...] = (), password: str | None = None
+    tmp_path: Path,
+    also_bind: tuple[str, ...] = (),
+    password: str | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port (and the addresses `also_bind`,
-    which Redis refuses to serve without a `password`), persisting nothing."""
+    """A throwaway redis-server on loopback `port` (default: a free one) and the addresses
+    `also_bind` (which Redis refuses to serve without a `password`), persisting nothing:
+    one started again on the same port is empty."""
     if shutil.which("redis-server") is None:
         pytest.fail("Debian's redis-server is needed (scripts/setup.sh installs it)")
     folder = tmp_path / "redis"
-    folder.mkdir()
-    port = free_port()
+    folder.mkdir(exist_ok=True)
+    port = free_port() if port is None else port
     server = subprocess.Popen(
         [
             "redis-server",
@@ -101,8 +105,9 @@ def dead_letters(url: str) -> int:
 def start_worker(
     url: str, server_url: str, tmp_path: Path, *options: str, prefix: tuple[str, ...] = ()
 ) -> subprocess.Popen:
-    """`vpo worker` logging to tmp_path/worker.log, its scratch database in tmp_path; the
-    command after `prefix` (e.g. `ip netns exec NAME`)."""
+    """`vpo worker` logging to tmp_path/worker.log, its scratch database in tmp_path (made
+    if need be); the command after `prefix` (e.g. `ip netns exec NAME`)."""
+    tmp_path.mkdir(exist_ok=True)
     log = (tmp_path / "worker.log").open("w")
     return subprocess.Popen(
         [

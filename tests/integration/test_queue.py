@@ -100,7 +100,6 @@ def test_two_workers_run_each_file_exactly_once(
     workers = []
     try:
         for folder in folders:
-            folder.mkdir()
             workers.append(start_worker(redis_url, served.url, folder, "--jobs", "2"))
         until(lambda: runs(server_db) >= len(files), *workers)
         assert stop(*workers) == [0, 0]

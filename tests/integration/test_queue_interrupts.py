@@ -72,7 +72,6 @@ def test_a_worker_killed_mid_transcode_leaves_its_file_to_the_other_and_one_inte
     workers = {}
     try:
         for folder in folders:
-            folder.mkdir()
             workers[folder] = start_worker(
                 redis_url, served.url, folder, "--requeue-after", REQUEUE_AFTER
             )
@@ -129,7 +128,6 @@ def test_the_server_away_for_30_seconds_gets_every_run_once_when_it_is_back(
     workers = []
     try:
         for folder in folders:
-            folder.mkdir()
             workers.append(start_worker(redis_url, served.url, folder, "--jobs", "2"))
         wait_for(lambda: tool_running("ffmpeg", str(library)), 60, "no transcode started")
         assert served.stop() == 0  # mid-run: the running transcodes go on

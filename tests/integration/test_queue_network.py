@@ -96,7 +96,6 @@ def test_workers_in_another_network_namespace_record_each_run_under_their_host_n
         try:
             for name in WORKERS:
                 folder = tmp_path / name
-                folder.mkdir()
                 prefix = (
                     "ip", "netns", "exec", namespace, "unshare", "--uts",
                     "sh", "-c", 'hostname "$0" && exec "$@"', name,

@@ -6,17 +6,17 @@ server's library shows the files as they are now, and the per-worker statistics 
 to the summary. The settle rules one pass at a time are in test_watch_passes.py."""
 
 import json
+import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import CLEANUP, invoke, query, run_vpo
+from tests.helpers import CLEANUP, invoke, query, run_vpo, wait_for
 from tests.integration.test_server_api import Server, start_server
-from tests.queue_support import WORKER_TOKEN, kill, start_worker, stop, until
+from tests.queue_support import WORKER_TOKEN, kill, redis_server, start_worker, stop, until
 from tests.queue_support import messages as waiting
 from vpo.media.hashing import partial_hash
 from vpo.samples import SampleFile
@@ -32,7 +32,12 @@ def _library(tmp_path: Path, samples: list[SampleFile]) -> Path:
     for copy in range(COPIES):
         for sample in samples:
             folder = library / "season" if copy % 2 else library
-            shutil.copy2(sample.path, folder / f"{copy}-{sample.path.name}")  # an old mtime
+            copied = folder / f"{copy}-{sample.path.name}"
+            shutil.copy2(sample.path, copied)
+            # Untouched for an hour: due at the first pass, however fresh the samples are
+            # (they are made when the session starts, maybe a second ago).
+            hour_ago = time.time() - 3600
+            os.utime(copied, (hour_ago, hour_ago))
     return library
 
 
@@ -82,7 +87,6 @@ def test_a_watched_library_is_run_once_by_two_workers_and_recorded_on_the_server
     workers: list[subprocess.Popen] = []
     try:
         for folder in folders:
-            folder.mkdir()
             workers.append(start_worker(redis_url, served.url, folder))
         until(lambda: _settled_by_runs(server_db) >= len(files), *workers)
         time.sleep(3 * INTERVAL)  # a few passes more: nothing is enqueued again
@@ -177,62 +181,26 @@ def test_a_server_whose_redis_goes_away_enqueues_when_it_is_back(
     from tests.queue_support import free_port
 
     port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    redis_process = _redis(tmp_path / "redis-1", port)
     library = _library(tmp_path, sample_files[:1])
-    served = _serve_queue(tmp_path / "vpo.db", tmp_path, library, url)
+    served = None
     try:
-        _wait(lambda: len(waiting(url)) == COPIES, "the first enqueue")
-        _stop_redis(redis_process)
+        with redis_server(tmp_path, port=port) as url:
+            served = _serve_queue(tmp_path / "vpo.db", tmp_path, library, url)
+            wait_for(lambda: len(waiting(url)) == COPIES, 60, "the first enqueue")
         new = library / "new.mkv"
         shutil.copy2(sample_files[0].path, new)
-        _wait(lambda: "the queue's Redis does not answer" in served.log(), "the pass's line")
+        wait_for(lambda: "the queue's Redis does not answer" in served.log(), 60, "its line")
         assert query(tmp_path / "vpo.db", "SELECT count(*) FROM watch_files")[0][0] == COPIES
-        redis_process = _redis(tmp_path / "redis-2", port)  # empty: the old messages are lost
-        _wait(lambda: [m.relative_path for m in waiting(url)] == ["new.mkv"], "new.mkv enqueued")
+        with redis_server(tmp_path, port=port) as url:  # empty: the old messages are lost
+            wait_for(
+                lambda: [m.relative_path for m in waiting(url)] == ["new.mkv"],
+                60,
+                "new.mkv enqueued",
+            )
+            assert served.stop() == 0
     finally:
-        assert served.stop() == 0
-        _stop_redis(redis_process)
+        if served is not None:
+            served.stop()
     log = served.log()
     assert "Traceback" not in log, log
     assert log.count("the queue's Redis does not answer") <= 3 / INTERVAL + 2, log  # a line a pass
-
-
-def _redis(folder: Path, port: int) -> subprocess.Popen:
-    folder.mkdir()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    import redis
-
-    client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-    try:
-        _wait(lambda: _answers(client), "redis-server to start")
-    finally:
-        client.close()
-    return process
-
-
-def _answers(client: object) -> bool:
-    import redis
-
-    try:
-        return bool(client.ping())  # type: ignore[attr-defined]
-    except redis.ConnectionError:
-        return False
-
-
-def _stop_redis(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
-
-
-def _wait(done: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)

@@ -285,23 +285,33 @@ def reconcile_interrupted_runs(conn: sqlite3.Connection, db_path: str | os.PathL
         dead = [m for m in store.read() if not marker_alive(db, m)]
         recorded = 0
         for marker in dead:
-            recovery = _recover_file(marker)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                known = conn.execute(
-                    "SELECT 1 FROM processing_stats WHERE id = ?", (marker.stats_id,)
-                ).fetchone()
-                # Already there: the run was recorded and only the marker's deletion was lost.
-                if not known and record_interrupted(conn, marker, recovery):
-                    recorded += 1
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            if record_once(conn, marker, _recover_file(marker)):
+                recorded += 1
             store.delete([marker.stats_id])
         return recorded
     finally:
         store.close()
+
+
+def record_once(
+    conn: sqlite3.Connection,
+    marker: RunMarker,
+    recovery: str | None = None,
+    cause: str | None = None,
+) -> bool:
+    """`record_interrupted` in a transaction of its own, unless the run is already
+    there (recorded, and only its marker's deletion was lost); whether it was recorded."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        known = conn.execute(
+            "SELECT 1 FROM processing_stats WHERE id = ?", (marker.stats_id,)
+        ).fetchone()
+        done = not known and record_interrupted(conn, marker, recovery, cause)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return done
 
 
 def _recover_file(marker: RunMarker) -> str | None:

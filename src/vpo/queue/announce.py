@@ -36,7 +36,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from vpo import __version__
 from vpo.telemetry import attributes as attr
-from vpo.telemetry.inflight import UNMARKED_PHASES
+from vpo.telemetry.inflight import note_unmarked
 from vpo.timefmt import format_ns
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,7 @@ class RunAnnouncer(SpanProcessor):
             # workflow undoes the phase's in-place edit and fails the run, as it does when
             # a local run's marker cannot be written (vpo.telemetry.inflight).
             if not self._send_changed(span.parent.span_id):
-                unmarked = UNMARKED_PHASES.get()
-                if unmarked is not None:
-                    unmarked.append(span.name)
+                note_unmarked(span.name)
         elif span.name == attr.PROCESS_FILE and span.context is not None:
             with self._lock:
                 self._live.pop(span.context.span_id, None)

@@ -167,20 +167,18 @@ class Ingest:
         """Hand the runs of `spans` not seen before to the exporter (call it from one
         thread at a time)."""
         outcome = Outcome()
-        beats = [span for span in spans if span.name == attr.RUN_HEARTBEAT]
-        if beats:  # runs in progress on workers: markers, not rows
-            refused = self.remote.beat(beats, self._fed)
-            outcome.rejected += len(refused)
-            outcome.problems.extend(refused)
         # One pass: this runs for every span of every request. Spans go with their ids,
         # read once (a span id is two property calls away).
         ours: list[tuple[ReadableSpan, int]] = []
         children: dict[int, list[tuple[ReadableSpan, int]]] = {}
         parents: dict[int, int] = {}  # span id → its parent's, of phases and actions
         roots: list[tuple[ReadableSpan, int]] = []
+        beats: list[ReadableSpan] = []  # runs in progress on workers: markers, not rows
         for span in spans:
             name = span.name
             if name not in _OUR_SPANS:
+                if name == attr.RUN_HEARTBEAT:
+                    beats.append(span)
                 continue  # other instrumentation: accepted, not recorded
             if not otlp_spans.well_formed(span):
                 outcome.rejected += 1
@@ -194,6 +192,10 @@ class Ingest:
                 parent_id = parent.span_id
                 children.setdefault(parent_id, []).append((span, span_id))
                 parents[span_id] = parent_id
+        if beats:
+            refused = self.remote.beat(beats, self._fed)
+            outcome.rejected += len(refused)
+            outcome.problems.extend(refused)
         root_attributes = [_attributes(root) for root, _ in roots]
         stored = self._stored_runs(
             [r for r in (a.get(attr.STATS_ID) for a in root_attributes) if isinstance(r, str)]
@@ -245,9 +247,14 @@ class Ingest:
         outcome.stored = result is SpanExportResult.SUCCESS
         return outcome
 
+    async def judge_workers(self) -> int:
+        """Record the runs of workers silent for too long as interrupted, in the ingest's
+        thread (never racing `ingest`); how many."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.reap)
+
     def reap(self) -> int:
-        """Record the runs of workers silent for too long as interrupted (in this thread,
-        like `ingest`); how many."""
+        """`judge_workers`' work (call it from the ingest's thread)."""
         return self.remote.reap(self._fed)
 
     def _late(self, span_id: int, parents: dict[int, int], skipped: set[int]) -> bool:
@@ -390,7 +397,7 @@ def setup(
     app[INGEST] = ingest
     app.router.add_post(PATH, traces)
 
-    async def judge_workers(_app: web.Application) -> AsyncIterator[None]:
+    async def judging(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_reap_forever(ingest)) if ingest.token else None
         yield
         if task is not None:
@@ -398,7 +405,7 @@ def setup(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app.cleanup_ctx.append(judge_workers)
+    app.cleanup_ctx.append(judging)
 
     async def close(_app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, ingest.close)
@@ -408,11 +415,10 @@ def setup(
 
 async def _reap_forever(ingest: Ingest) -> None:
     """Judge the remote workers' runs every `REAP_SECONDS`, in the ingest's thread."""
-    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(remote_runs.REAP_SECONDS)
         try:
-            await loop.run_in_executor(ingest._executor, ingest.reap)
+            await ingest.judge_workers()
         except RuntimeError:  # the executor is shut down: the server is stopping
             return
         except (sqlite3.Error, DatabaseError) as exc:  # the next round tries again

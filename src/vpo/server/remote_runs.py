@@ -33,7 +33,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from vpo.db.connection import open_database
-from vpo.db.interrupted import REMOTE_TOKEN_PREFIX, MarkerStore, RunMarker, record_interrupted
+from vpo.db.interrupted import REMOTE_TOKEN_PREFIX, MarkerStore, RunMarker, record_once
 from vpo.telemetry import attributes as attr
 from vpo.timefmt import format_ns, parse_utc
 
@@ -109,17 +109,7 @@ class RemoteRuns:
         cause = (
             f"worker {marker.host} (pid {marker.pid}) fell silent: no heartbeat for {silent:.0f} s"
         )
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            known = conn.execute(
-                "SELECT 1 FROM processing_stats WHERE id = ?", (marker.stats_id,)
-            ).fetchone()
-            done = not known and record_interrupted(conn, marker, cause=cause)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        done = record_once(self._connection(), marker, cause=cause)
         if done:
             log.warning(
                 "run %s of worker %s recorded as interrupted: no heartbeat for %.0f s (%s)",

@@ -34,6 +34,14 @@ HEARTBEAT_SECONDS = 1.0  # how stale `last_seen_at` of a live run may get
 UNMARKED_PHASES: ContextVar[list[str] | None] = ContextVar("vpo_unmarked_phases", default=None)
 
 
+def note_unmarked(phase: str) -> None:
+    """Tell the workflow ending `phase` that its after values reached no marker (a span
+    processor calls this from the phase span's `on_end`, in the workflow's thread)."""
+    unmarked = UNMARKED_PHASES.get()
+    if unmarked is not None:
+        unmarked.append(phase)
+
+
 class RunMarkerProcessor(SpanProcessor):
     """Keeps the marker store in step with the live `vpo.process_file` spans."""
 
@@ -70,9 +78,7 @@ class RunMarkerProcessor(SpanProcessor):
         if span.name == attr.PHASE and span.parent is not None:
             # The root now holds the after values of the phases completed so far.
             if not self._refresh(span.parent.span_id, span.end_time or time.time_ns()):
-                unmarked = UNMARKED_PHASES.get()
-                if unmarked is not None:
-                    unmarked.append(span.name)
+                note_unmarked(span.name)
         elif span.name == attr.PROCESS_FILE and span.context is not None:
             with self._lock:
                 self._live.pop(span.context.span_id, None)
