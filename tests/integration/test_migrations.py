@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import query, run_vpo
 from vpo.db import SCHEMA_VERSION, open_database
 from vpo.db.migrations import migrate
+from vpo.db.rollups import adding_runs
 from vpo.errors import DatabaseError
 
 STATS_COLUMNS = {
@@ -256,7 +257,7 @@ def test_upgrade_to_version_4_fills_the_rollups_from_recorded_runs(tmp_path: Pat
                 assert window_totals(conn, since, until, by=by) == plain_totals(
                     conn, since, until, by=by
                 )
-        write_runs(conn, [RunSpec(EPOCH + days(1), policy="a")])  # triggers now keep them
+        write_runs(conn, [RunSpec(EPOCH + days(1), policy="a")])  # the writer now adds them
         assert query(path, "SELECT sum(runs) FROM stats_rollups WHERE span = 'day'")[0][0] == 41
     finally:
         conn.close()
@@ -274,6 +275,7 @@ RELEASED_STEPS = {
     5: "e7b4f0394ffb1651c4263cfbd93139fbfd477679d4035cddcce0c9ec99ae5816",
     6: "e99f542aa13c9cd8c65c060d250dad002e9c3944dcfa0b373386faaacdc051b7",
     7: "4790400687c94ef9e5274eb6d105589674f389f08e55012f345da2f155a4e19a",
+    8: "ed607646b63f8bc5182df6061905d606b635029b47cdbf272f153f8b51f449a7",
 }
 
 FILES = [  # id, path, size, container, scan_error, first video track (codec, width, height)
@@ -364,49 +366,58 @@ def _fill(
         TRACKS,
     )
     if runs and version >= 2:
-        # From version 7 on, a run names the host that ran it.
+        # From version 7 on, a run names the host that ran it; from version 8 on, the
+        # writer adds runs to the rollups (before, a trigger did; no-op then).
         worker = (", worker", ", ?") if workers else ("", "")
-        for run_id, file_id, at, policy, before, after, removed, target, ok in RUNS:
-            conn.execute(
-                "INSERT INTO processing_stats (id, file_id, processed_at, policy_name, "
-                "size_before, size_after, size_change, audio_tracks_before, audio_tracks_after, "
-                "audio_tracks_removed, duration_seconds, phases_completed, phases_total, "
-                "total_changes, video_source_codec, video_target_codec, success, "
-                f"error_message{worker[0]}) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, 1.25, ?, 2, ?, 'h264', ?, ?, ?{worker[1]})",
-                (
-                    run_id,
-                    file_id,
-                    at,
-                    policy,
-                    before,
-                    after,
-                    before - after,
-                    2 - removed,
-                    removed,
-                    2 if ok else 1,
-                    removed,
-                    target,
-                    ok,
-                    None if ok else "mkvmerge failed",
-                    *((WORKERS.get(run_id),) if workers else ()),
-                ),
-            )
-            # From version 5 on, an action row names the tool call that did it.
-            call = (", tool, tool_call", ", 'mkvmerge', 1") if tools else ("", "")
-            conn.execute(
-                "INSERT INTO action_results (stats_id, action_type, track_type, track_index, "
-                f"before_state, after_state, success, duration_ms, message{call[0]}) "
-                "VALUES (?, 'remove_track', 'audio', 2, '{\"language\": \"fre\"}', NULL, ?, 4, "
-                f"'removed'{call[1]})",
-                (run_id, ok),
-            )
-            conn.execute(
-                "INSERT INTO performance_metrics (stats_id, phase_name, wall_time_seconds, "
-                "bytes_read, bytes_written) VALUES (?, 'cleanup', 1.25, ?, ?)",
-                (run_id, before, after),
-            )
+        with adding_runs(conn):
+            _fill_runs(conn, worker, workers, tools)
     conn.execute("COMMIT")
+
+
+def _fill_runs(
+    conn: sqlite3.Connection, worker: tuple[str, str], workers: bool, tools: bool
+) -> None:
+    """The RUNS, as `_fill` writes them."""
+    for run_id, file_id, at, policy, before, after, removed, target, ok in RUNS:
+        conn.execute(
+            "INSERT INTO processing_stats (id, file_id, processed_at, policy_name, "
+            "size_before, size_after, size_change, audio_tracks_before, audio_tracks_after, "
+            "audio_tracks_removed, duration_seconds, phases_completed, phases_total, "
+            "total_changes, video_source_codec, video_target_codec, success, "
+            f"error_message{worker[0]}) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, 1.25, ?, 2, ?, 'h264', ?, ?, ?{worker[1]})",
+            (
+                run_id,
+                file_id,
+                at,
+                policy,
+                before,
+                after,
+                before - after,
+                2 - removed,
+                removed,
+                2 if ok else 1,
+                removed,
+                target,
+                ok,
+                None if ok else "mkvmerge failed",
+                *((WORKERS.get(run_id),) if workers else ()),
+            ),
+        )
+        # From version 5 on, an action row names the tool call that did it.
+        call = (", tool, tool_call", ", 'mkvmerge', 1") if tools else ("", "")
+        conn.execute(
+            "INSERT INTO action_results (stats_id, action_type, track_type, track_index, "
+            f"before_state, after_state, success, duration_ms, message{call[0]}) "
+            "VALUES (?, 'remove_track', 'audio', 2, '{\"language\": \"fre\"}', NULL, ?, 4, "
+            f"'removed'{call[1]})",
+            (run_id, ok),
+        )
+        conn.execute(
+            "INSERT INTO performance_metrics (stats_id, phase_name, wall_time_seconds, "
+            "bytes_read, bytes_written) VALUES (?, 'cleanup', 1.25, ?, ?)",
+            (run_id, before, after),
+        )
 
 
 def _schema(path: Path) -> list[tuple[str, str, str, str]]:
@@ -490,7 +501,7 @@ def test_version_4_action_rows_upgrade_to_5_without_a_tool_call(tmp_path: Path) 
     assert query(path, "PRAGMA user_version")[0][0] == 4
 
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn) == [5, 6, 7]
+    assert migrate(conn) == [5, 6, 7, 8]
     conn.close()
 
     after = query(path, rows_sql)

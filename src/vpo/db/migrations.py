@@ -15,6 +15,7 @@ from vpo.db.schema import (
     V5_ACTION_TOOL_CALLS,
     V6_WATCH_FILES,
     V7_RUN_WORKERS,
+    V8_ROLLUPS_PER_WRITE,
 )
 
 
@@ -37,6 +38,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "action_results: the tool call that did each action", V5_ACTION_TOOL_CALLS),
     Migration(6, "watch_files: what watch mode has settled", V6_WATCH_FILES),
     Migration(7, "processing_stats: the worker (host) that ran each run", V7_RUN_WORKERS),
+    Migration(
+        8, "statistics rollups: runs added once per write, not per row", V8_ROLLUPS_PER_WRITE
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

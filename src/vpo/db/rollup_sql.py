@@ -109,3 +109,26 @@ def _wrapped(head: str, items: Sequence[str], indent: str = "        ") -> str:
         empty = False
     lines.append(line)
     return "\n".join(lines)
+
+
+def rollups_added_sql(measures: Mapping[str, str], spans: Sequence[tuple[str, int]]) -> str:
+    """One statement adding the runs with a rowid above `?1` to their hour, day and month
+    (schema version 8: the writer does it once per write, not a trigger once per row)."""
+    names = list(measures)
+    keys = ["span", "bucket", "policy_name", *names]
+    sums = [f"sum({e.format(r='processing_stats')})" for e in measures.values()]
+    updates = [f"{n} = {n} + excluded.{n}" for n in names]
+    heads = [
+        f"SELECT '{span}', substr(processed_at, 1, {length}), policy_name, "
+        for span, length in spans
+    ]
+    selects = [
+        f"{_wrapped(head, sums)}\n"
+        "FROM processing_stats WHERE rowid > ?1 GROUP BY 2, 3"
+        for head in heads
+    ]
+    return (
+        f"{_wrapped('INSERT INTO stats_rollups (', keys, '    ')})\n"
+        + "\nUNION ALL\n".join(selects)
+        + f"\n{_wrapped('ON CONFLICT (span, bucket, policy_name) DO UPDATE SET ', updates)}"
+    )

@@ -17,6 +17,8 @@ from itertools import groupby
 from operator import attrgetter
 from typing import TypeVar
 
+from vpo.db.rollups import adding_runs
+
 _ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")  # vpo.timefmt, exactly
 
 
@@ -256,7 +258,8 @@ def insert_run(
         if problems:
             raise InvalidRecordError("; ".join(problems))
     sql = _INSERT_STATS if run.worker is not None else _INSERT_STATS_NO_WORKER
-    conn.execute(sql, _stats_values(run))
+    with adding_runs(conn):
+        conn.execute(sql, _stats_values(run))
     if run.actions:  # many runs of a tidy library have none: no statement for nothing
         conn.executemany(_INSERT_ACTION, _action_values(run))
     if run.phases:
@@ -269,9 +272,10 @@ def insert_checked_runs(conn: sqlite3.Connection, runs: Sequence[ProcessingStats
     ids and the rollups come out as `insert_run` one run after the other would make
     them: runs are inserted in order, then their actions in order, then their phases.
     On any error some runs may be written: the caller rolls the transaction back."""
-    for has_worker, group in groupby(runs, key=lambda run: run.worker is not None):
-        sql = _INSERT_STATS if has_worker else _INSERT_STATS_NO_WORKER
-        conn.executemany(sql, [_stats_values(run) for run in group])
+    with adding_runs(conn):
+        for has_worker, group in groupby(runs, key=lambda run: run.worker is not None):
+            sql = _INSERT_STATS if has_worker else _INSERT_STATS_NO_WORKER
+            conn.executemany(sql, [_stats_values(run) for run in group])
     conn.executemany(_INSERT_ACTION, [row for run in runs for row in _action_values(run)])
     conn.executemany(_INSERT_PHASE, [row for run in runs for row in _phase_values(run)])
 
