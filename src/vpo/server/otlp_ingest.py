@@ -205,7 +205,8 @@ class Ingest:
         )
         skipped: set[int] = set()  # span ids of runs not fed (duplicates)
         fed_ids: list[int] = []  # span ids of the runs fed, roots and descendants
-        prebuilt: dict[int, PrebuiltRun] = {}  # runs the check built: not built twice
+        built: list[PrebuiltRun] = []  # runs the check built, handed over whole
+        in_built: set[int] = set()  # their span ids
         fed_runs = 0
         for (root, root_id), attributes in zip(roots, root_attributes, strict=True):
             family = _descendants(root_id, children)
@@ -219,7 +220,9 @@ class Ingest:
                 root, [span for span, _ in family], files, self.exporter.host
             )
             if ready is not None:
-                prebuilt[root_id] = ready
+                built.append(ready)
+                in_built.add(root_id)
+                in_built.update(span_id for _, span_id in family)
             if problem is not None:
                 outcome.rejected += (1 + len(family)) if problem[0] else len(problem[1])
                 outcome.problems.extend(problem[1])
@@ -231,7 +234,7 @@ class Ingest:
         fresh: list[ReadableSpan] = []
         fresh_parents: list[tuple[int, int]] = []  # (span id, parent's) of fresh children
         for span, span_id in ours:
-            if span_id in skipped:
+            if span_id in skipped or span_id in in_built:
                 continue
             parent_id = parents.get(span_id)
             if parent_id is None:  # a root, or a span without a parent here: not late
@@ -243,7 +246,7 @@ class Ingest:
         _remember_all(self._parent_of, fresh_parents, REMEMBERED_SPANS)
         outcome.runs = fed_runs
         # Always called, even with nothing fresh: it also retries runs kept from before.
-        result = self.exporter.export(fresh, prebuilt)
+        result = self.exporter.export(fresh, built)
         outcome.stored = result is SpanExportResult.SUCCESS
         return outcome
 

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +52,10 @@ RETRY_PAUSE_SECONDS = 0.25  # between attempts, with the writer lock released
 
 @dataclass(frozen=True)
 class PrebuiltRun:
-    """A run someone already built from these spans with `build_run` (the OTLP ingest
-    does, to check the contract): the exporter takes it instead of building the same
-    record again, when the run it assembles has exactly these spans."""
+    """A whole run someone already built from these spans with `build_run` (the OTLP
+    ingest does, to check the contract): the exporter takes the record as it is, rather
+    than assemble the spans and build the same record again — unless some of the run's
+    spans came earlier and wait here, when it assembles them all."""
 
     root: ReadableSpan
     phases: tuple[ReadableSpan, ...]
@@ -110,20 +111,25 @@ class StatsSpanExporter(SpanExporter):
     # --- SpanExporter ----------------------------------------------------------------
 
     def export(
-        self,
-        spans: Sequence[ReadableSpan],
-        prebuilt: Mapping[int, PrebuiltRun] | None = None,
+        self, spans: Sequence[ReadableSpan], runs: Sequence[PrebuiltRun] = ()
     ) -> SpanExportResult:
-        """Record the runs that `spans` complete. `prebuilt` (by root span id) holds runs
-        the caller has already built, so they are not built twice."""
+        """Record the runs that `spans` complete, and `runs`: whole runs the caller has
+        already built, whose spans are not in `spans` (so they are not built twice)."""
         if self._shut_down:
             return SpanExportResult.FAILURE
         refused: list[str] = []
         with self._state:
+            for run in runs:
+                try:
+                    self._take_built(run, refused)
+                except Exception as exc:  # one odd run never blocks the others
+                    self._report(
+                        f"refused run of span {run.root.name}: {type(exc).__name__}: {exc}"
+                    )
             for span in spans:
                 try:
                     if span.name == attr.PROCESS_FILE:
-                        self._complete_run(span, refused, prebuilt)
+                        self._complete_run(span, refused)
                     elif span.name in (attr.PHASE, attr.ACTION) and span.context is not None:
                         self._wait(span)
                 except Exception as exc:  # one odd span never blocks the others
@@ -230,11 +236,18 @@ class StatsSpanExporter(SpanExporter):
                 taken.append(span)
         return taken
 
+    def _take_built(self, run: PrebuiltRun, refused: list[str]) -> None:
+        spans = (run.root, *run.phases, *run.actions)
+        if self._children and any(s.context.span_id in self._children for s in spans):  # type: ignore[union-attr]
+            # Some of its spans came before and wait: the run is all of them (built again).
+            for span in spans[1:]:
+                self._wait(span)
+            self._complete_run(run.root, refused, run)
+        else:
+            self._accept(run.built)
+
     def _complete_run(
-        self,
-        root: ReadableSpan,
-        refused: list[str],
-        prebuilt: Mapping[int, PrebuiltRun] | None = None,
+        self, root: ReadableSpan, refused: list[str], ready: PrebuiltRun | None = None
     ) -> None:
         phases: list[ReadableSpan] = []
         actions: list[ReadableSpan] = []
@@ -245,7 +258,6 @@ class StatsSpanExporter(SpanExporter):
             else:
                 actions.append(child)  # an action outside any phase still belongs to the run
         stats_id = (root.attributes or {}).get(attr.STATS_ID)
-        ready = prebuilt.get(root.context.span_id) if prebuilt else None  # type: ignore[union-attr]
         try:
             if ready is not None and ready.matches(root, phases, actions):
                 built = ready.built
@@ -256,6 +268,10 @@ class StatsSpanExporter(SpanExporter):
             if isinstance(stats_id, str):
                 refused.append(stats_id)
             return
+        self._accept(built)
+
+    def _accept(self, built: BuiltRun) -> None:
+        """Keep a built run for the next write (bounded), reporting its refused children."""
         for problem in built.refused:
             self._report(f"run {built.record.id}: {problem}")
         self._pending.append(built.record)
