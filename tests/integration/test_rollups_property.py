@@ -2,6 +2,7 @@
 `processing_stats`, for random histories, random windows and after random purges."""
 
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -212,3 +213,44 @@ def test_empty_database_answers_zero(tmp_path: Path) -> None:
     assert result.total_files_processed == 0 and result.earliest_processing is None
     assert [r.runs for r in result.rolling] == [0, 0, 0, 0, 0]
     assert Totals().success_rate == 0.0 and Totals().savings_percent == 0.0
+
+
+def test_a_real_run_replacing_its_interrupted_row_is_counted_once(tmp_path: Path) -> None:
+    """The exporter replaces a run recorded as interrupted (while it was alive) by its real
+    row: a delete, then an insert in the same transaction. The interrupted row is the last
+    one, so the real row takes its rowid again — and must still be added to the rollups
+    (they are added by rowid above the largest before the insert)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from tests.synthetic import SyntheticRun, emit
+    from vpo.telemetry.exporter import StatsSpanExporter
+
+    path = database_with_files(tmp_path / "vpo.db")
+    conn = open_database(path)
+    write_runs(conn, [RunSpec(EPOCH + timedelta(hours=1))])
+    run = SyntheticRun(file_id=1, size_before=5_000_000, size_after=3_000_000)
+    guess = record(RunSpec(EPOCH, size_after=5_000_000, success=False))
+    with transaction(conn):  # what the reconciliation of a run thought dead writes
+        insert_checked_runs(
+            conn, [replace(guess, id=run.stats_id, error_message="interrupted: killed")]
+        )
+    last = conn.execute("SELECT max(rowid) FROM processing_stats").fetchone()[0]
+    exporter = StatsSpanExporter(path)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        emit(provider.get_tracer("test"), None, run)
+        assert exporter.problems == []
+    finally:
+        provider.shutdown()
+    row = conn.execute(
+        "SELECT rowid, success, size_after FROM processing_stats WHERE id = ?", (run.stats_id,)
+    ).fetchone()
+    assert tuple(row) == (last, 1, 3_000_000)  # the same rowid, the real values
+    _check_rollup_table(conn)
+    totals = plain_totals(conn)
+    assert window_totals(conn) == totals
+    assert sum(t.runs for t in totals.values()) == 2
+    assert sum(t.successes for t in totals.values()) == 2
+    conn.close()
