@@ -263,14 +263,13 @@ def readable_span(
 
 
 def well_formed(span: ReadableSpan) -> bool:
-    """A 16-byte trace id and an 8-byte span id, neither all zeros (OTLP requires it)."""
+    """A 16-byte trace id and an 8-byte span id, neither all zeros (OTLP requires it), and
+    so the parent's span id: what `SpanContext.is_valid` says, computed as it was made."""
     context = span.context
-    return (
-        context is not None
-        and 0 < context.trace_id < 1 << 128
-        and 0 < context.span_id < 1 << 64
-        and (span.parent is None or 0 < span.parent.span_id < 1 << 64)
-    )
+    if context is None or not context.is_valid:
+        return False
+    parent = span.parent
+    return parent is None or parent.is_valid
 
 
 def _trace_state(header: str) -> TraceState | None:
