@@ -94,6 +94,34 @@ class PerformanceMetricRecord:
         return found
 
 
+# The fields of a run that are never negative, and the (kind, before, after, removed)
+# fields of what a run removes: names made once (`row_problems` checks every run).
+_COUNTS = (
+    "size_before",
+    "size_after",
+    "audio_tracks_before",
+    "subtitle_tracks_before",
+    "attachments_before",
+    "audio_tracks_after",
+    "subtitle_tracks_after",
+    "attachments_after",
+    "audio_tracks_removed",
+    "subtitle_tracks_removed",
+    "attachments_removed",
+    "phases_completed",
+    "phases_total",
+    "total_changes",
+    "audio_tracks_transcoded",
+    "audio_tracks_preserved",
+    "duration_seconds",
+)
+_GET_COUNTS = attrgetter(*_COUNTS)
+_KINDS = tuple(
+    (kind, f"{kind}_before", f"{kind}_after", f"{kind}_removed")
+    for kind in ("audio_tracks", "subtitle_tracks", "attachments")
+)
+
+
 @dataclass(frozen=True)
 class ProcessingStatsRecord:
     """One row of `processing_stats`: one file run, with its phases and actions."""
@@ -162,32 +190,15 @@ class ProcessingStatsRecord:
             )
         if not self.policy_name:
             found.append("policy_name is empty")
-        for name in (
-            "size_before",
-            "size_after",
-            "audio_tracks_before",
-            "subtitle_tracks_before",
-            "attachments_before",
-            "audio_tracks_after",
-            "subtitle_tracks_after",
-            "attachments_after",
-            "audio_tracks_removed",
-            "subtitle_tracks_removed",
-            "attachments_removed",
-            "phases_completed",
-            "phases_total",
-            "total_changes",
-            "audio_tracks_transcoded",
-            "audio_tracks_preserved",
-            "duration_seconds",
-        ):
-            value = getattr(self, name)
-            if value is None or value < 0:
-                found.append(f"{name} is negative ({value})")
-        for kind in ("audio_tracks", "subtitle_tracks", "attachments"):
-            before = getattr(self, f"{kind}_before")
-            after = getattr(self, f"{kind}_after")
-            removed = getattr(self, f"{kind}_removed")
+        values = _GET_COUNTS(self)
+        if None in values or min(values) < 0:  # the usual case, all fine, in two C calls
+            for name, value in zip(_COUNTS, values, strict=True):
+                if value is None or value < 0:
+                    found.append(f"{name} is negative ({value})")
+        for kind, before_name, after_name, removed_name in _KINDS:
+            before = getattr(self, before_name)
+            after = getattr(self, after_name)
+            removed = getattr(self, removed_name)
             expected = max(before - after, 0)
             if removed >= 0 and removed != expected:
                 found.append(
