@@ -36,12 +36,14 @@ def resolve_db_path(option: str | os.PathLike[str] | None = None) -> Path:
     chosen = option or os.environ.get(DB_ENV_VAR) or default_db_path()
     return Path(chosen).expanduser().resolve()
 
+
 # Pages the write-ahead log may hold before a commit copies them into the database (the
 # default is 1,000: 4 MB). Runs have random UUIDv4 ids, so every run dirties a page in
 # each of the indexes on them; a page changed by many runs between two checkpoints is
 # copied back once. At 10,000 (40 MB of log at most) the statistics write of a run into a
 # database of 100,000 runs costs about a fifth less (docs/benchmarks.md).
 WAL_CHECKPOINT_PAGES = 10_000
+
 
 def open_database(
     path: str | os.PathLike[str],

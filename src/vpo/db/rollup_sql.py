@@ -123,8 +123,7 @@ def rollups_added_sql(measures: Mapping[str, str], spans: Sequence[tuple[str, in
         for span, length in spans
     ]
     selects = [
-        f"{_wrapped(head, sums)}\n"
-        "FROM processing_stats WHERE rowid > ?1 GROUP BY 2, 3"
+        f"{_wrapped(head, sums)}\nFROM processing_stats WHERE rowid > ?1 GROUP BY 2, 3"
         for head in heads
     ]
     return (
