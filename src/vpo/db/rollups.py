@@ -1,7 +1,7 @@
 """Runs written are added to the statistics rollups once per write, by the writer.
 
 Until schema version 8 a trigger added each run to its hour, day and month as the row
-went in: three upserts per run, about an eighth of the OTLP ingest's cost of a run
+went in: three upserts per run, about a tenth of the OTLP ingest's cost of a run
 (docs/benchmarks.md). Now the one function that inserts runs (`vpo.db.stats`) adds a
 write's runs in one statement, grouped by bucket and policy. Deleting or updating a run
 still goes through the triggers of version 4, which stay.

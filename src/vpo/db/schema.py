@@ -611,7 +611,7 @@ CREATE INDEX idx_stats_worker ON processing_stats(worker, processed_at);
 
 # Version 8: runs are added to the statistics rollups by the writer, once per write
 # (vpo.db.rollups), instead of by a trigger once per row: three upserts per run were
-# about an eighth of the OTLP ingest's cost of a run (docs/benchmarks.md). Deleting and
+# about a tenth of the OTLP ingest's cost of a run (docs/benchmarks.md). Deleting and
 # updating runs keep their triggers of version 4.
 V8_ROLLUPS_PER_WRITE = """
 DROP TRIGGER stats_rollups_insert;
