@@ -116,15 +116,20 @@ def test_two_workers_run_each_file_exactly_once(
     assert sum(log.count(" succeeded: ") for log in logs) == len(files), logs
 
 
-def test_sigterm_interrupts_the_running_run_and_its_message_is_retried(
-    library: Path, tmp_path: Path, redis_url: str
-) -> None:
-    movie = library / "movie-h264-multilang.mkv"
+def _slow_run_enqueued(library: Path, tmp_path: Path, redis_url: str) -> tuple[Path, set[Path]]:
+    """One file's slow transcode enqueued for a server database in `tmp_path`; that
+    database, and what the library folder holds before a worker takes it."""
     slow = tmp_path / "slow.yaml"
     slow.write_text(SLOW_TRANSCODE)
     server_db = tmp_path / "server.db"
-    enqueue(server_db, slow, redis_url, movie)
-    before = set(library.iterdir())
+    enqueue(server_db, slow, redis_url, library / "movie-h264-multilang.mkv")
+    return server_db, set(library.iterdir())
+
+
+def test_sigterm_interrupts_the_running_run_and_its_message_is_retried(
+    library: Path, tmp_path: Path, redis_url: str
+) -> None:
+    server_db, before = _slow_run_enqueued(library, tmp_path, redis_url)
     served = serve(server_db, tmp_path)
     worker = start_worker(redis_url, served.url, tmp_path)
     try:
@@ -245,12 +250,7 @@ def _run_while_the_server_stops(
 ) -> tuple[Path, subprocess.Popen]:
     """A worker takes the slow run of one file; the server stops while ffmpeg writes, and
     the run ends with its spans in the spool. Returns the server's db and the worker."""
-    movie = library / "movie-h264-multilang.mkv"
-    slow = tmp_path / "slow.yaml"
-    slow.write_text(SLOW_TRANSCODE)
-    server_db = tmp_path / "server.db"
-    enqueue(server_db, slow, redis_url, movie)
-    before = set(library.iterdir())
+    server_db, before = _slow_run_enqueued(library, tmp_path, redis_url)
     served = serve(server_db, tmp_path, port)
     worker = start_worker(redis_url, served.url, tmp_path)
     try:
