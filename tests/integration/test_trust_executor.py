@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tool_running
 from vpo.executor.phase import PhaseExecutor, PhaseOutcome, VerificationError
 from vpo.executor.process import Cancellation, RunInterrupted, ToolError, run_tool
 from vpo.executor.safe_replace import TemporaryOutput, clean_stale_work, find_stale_work
@@ -546,6 +547,28 @@ def test_a_tool_dies_with_a_killed_vpo(tmp_path: Path, tool: str) -> None:
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [pid for pid in children if _alive(pid)] == []
+
+
+def test_an_exception_raised_while_popen_waits_for_the_exec_stops_the_tool() -> None:
+    """A signal handler's exception can come before `Popen` returns (here while the child
+    runs its pre-exec code, which `Popen` waits for): the tool is stopped all the same, not
+    left running on its own until it finishes."""
+    marker = "41.7713"  # a duration no other test's `sleep` has
+
+    def raise_it(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, raise_it)
+    timer = threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_tool(["sleep", marker], timeout=60, preexec_fn=lambda: time.sleep(0.6))
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    time.sleep(1.0)  # past the moment the child would have run `sleep`
+    assert tool_running("sleep", marker) == []
 
 
 def test_cancellation_stops_a_running_tool(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vpo.errors import VpoError
 
@@ -167,6 +168,26 @@ class ToolResult:
         return lines[-1] if lines else f"exit status {self.returncode}"
 
 
+class _ToolProcess(subprocess.Popen):
+    """`Popen` that hands its caller the child's pid as soon as the fork returns it.
+
+    `Popen.__init__` goes on after the fork (it waits for the exec, wraps the pipes),
+    and an exception a signal handler raises there would lose the object, and with it
+    the only way to stop the tool. `_execute_child` is where CPython forks, on every
+    version VPO supports."""
+
+    def __init__(self, args: list[str], started: list[int], **kwargs: Any) -> None:
+        self._started = started
+        super().__init__(args, **kwargs)
+
+    def _execute_child(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._execute_child(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            if self.pid is not None:
+                self._started.append(self.pid)
+
+
 def run_tool(
     args: Sequence[str],
     *,
@@ -183,28 +204,32 @@ def run_tool(
         cancellation.check()
     start = time.monotonic()
     command, setup = _dying_with_us(list(args), preexec_fn)
-    try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            preexec_fn=setup,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ToolError(f"cannot start {name}: {exc.strerror}") from exc
     out: list[str] = []
     err: list[str] = []
-    readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, out, on_stdout_line), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, err, None), daemon=True),
-    ]
-    # From the moment it exists: a KeyboardInterrupt (or any BaseException) raised in this
-    # thread, even while the readers start, takes the tool with it.
+    started: list[int] = []  # the child's pid, from the moment it exists
+    # From the fork on: a KeyboardInterrupt (or any BaseException) raised in this thread
+    # — even inside Popen while it waits for the exec, or while the readers start —
+    # takes the tool with it.
     try:
+        try:
+            proc = _ToolProcess(
+                command,
+                started,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                preexec_fn=setup,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            started.clear()  # the exec failed: Popen has reaped the child already
+            raise ToolError(f"cannot start {name}: {exc.strerror}") from exc
+        readers = [
+            threading.Thread(target=_pump, args=(proc.stdout, out, on_stdout_line), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, err, None), daemon=True),
+        ]
         if cancellation is not None:
             cancellation._register(proc.pid)
         try:
@@ -215,11 +240,12 @@ def run_tool(
             if cancellation is not None:
                 cancellation._unregister(proc.pid)
     except BaseException:
-        _signal_group(proc.pid, signal.SIGKILL)
-        # Dead before the caller cleans up: a tool caught mid-open() could otherwise
-        # create its output again after the caller removed it.
-        with contextlib.suppress(BaseException):
-            _wait_unreaped(proc.pid, KILLED_EXIT_SECONDS)
+        for pid in started:
+            _signal_group(pid, signal.SIGKILL)
+            # Dead before the caller cleans up: a tool caught mid-open() could otherwise
+            # create its output again after the caller removed it.
+            with contextlib.suppress(BaseException):
+                _wait_unreaped(pid, KILLED_EXIT_SECONDS)
         raise
     if not finished:
         _signal_group(proc.pid, signal.SIGKILL)
