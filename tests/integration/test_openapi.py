@@ -4,6 +4,7 @@ processed media conform to, status and body; and schemathesis, generating reques
 the served document, finds no 500 and no answer outside it (docs/cli.md, `vpo serve`)."""
 
 import http.client
+import os
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,9 +38,11 @@ from tests.integration.test_server_api import (
     start_server,
     synthetic,  # noqa: F401 - a fixture: two runs whose ids share a prefix
 )
+from vpo.db.connection import open_database
 from vpo.server import make_app, openapi
 
 DOCUMENT = "/api/openapi.json"
+LAST_RUN = "/v1/files/{file_id}/last-run"
 EXAMPLES_PER_OPERATION = 40
 CHECKS = [
     not_a_server_error,
@@ -203,11 +206,13 @@ def test_answers_of_a_live_server_conform(served: Server, conformance: Conforman
     check(served, "GET", "/api/stats/recent", "/api/stats/recent?x=" + "a" * 5000)  # 414
     check(served, "DELETE", PURGE, PURGE + "?policy=x")  # no token configured: 403
     check(served, "POST", "/v1/traces", "/v1/traces")  # no VPO_WORKER_TOKEN configured: 403
+    check(served, "GET", LAST_RUN, "/v1/files/1/last-run")  # the same 403
     answered = {
         (method, template) for method, template, status in conformance.seen if status == 200
     }
-    # "/" answers 302, checked above; POST /v1/traces: tests/integration/test_otlp_ingest.py
-    unasked = {("DELETE", PURGE), ("POST", "/v1/traces"), ("GET", "/")}
+    # "/" answers 302, checked above; POST /v1/traces: tests/integration/test_otlp_ingest.py;
+    # GET LAST_RUN with the worker token: the test below
+    unasked = {("DELETE", PURGE), ("POST", "/v1/traces"), ("GET", "/"), ("GET", LAST_RUN)}
     assert set(OPERATIONS) - unasked <= answered, "every other GET answers 200 here"
 
 
@@ -219,6 +224,61 @@ def test_the_purge_and_its_refusals_conform(guarded: Server, conformance: Confor
         guarded, "DELETE", PURGE, PURGE + "?policy=cleanup", headers=bearer(TOKEN)
     )
     assert answer["deleted_count"] == 4
+
+
+def test_a_files_last_run_and_its_refusals_conform(
+    processed: Path,  # noqa: F811
+    conformance: Conformance,
+    tmp_path: Path,
+) -> None:
+    """For workers, with their token: the newest recorded run of a file and what it left;
+    null for a file without runs; 404, 400 and 401 in words."""
+    db = tmp_path / "vpo.db"
+    db.write_bytes(processed.read_bytes())
+    conn = open_database(db)
+    try:
+        newest = conn.execute(
+            "SELECT id, file_id, size_after, hash_after, success FROM processing_stats "
+            "ORDER BY processed_at DESC LIMIT 1"
+        ).fetchone()
+        unrun = conn.execute(
+            "INSERT INTO files (path, size_bytes, mtime, scanned_at) "
+            "VALUES ('/elsewhere/new.mkv', 1, 1, 'x') RETURNING id"
+        ).fetchone()[0]
+        conn.commit()
+    finally:
+        conn.close()
+    server = start_server(db, tmp_path, env={"VPO_WORKER_TOKEN": "worker-secret"})
+    worker = bearer("worker-secret")
+    try:
+        check = conformance.check
+        answer = check(server, "GET", LAST_RUN, f"/v1/files/{newest[1]}/last-run", worker)
+        assert answer == {
+            "file_id": newest[1],
+            "last_run": {
+                "stats_id": newest[0],
+                "state": "recorded",
+                "success": bool(newest[4]),
+                "worker": os.uname().nodename,
+                "size": newest[2],
+                "partial_hash": newest[3],
+            },
+        }
+        assert check(server, "GET", LAST_RUN, f"/v1/files/{unrun}/last-run", worker) == {
+            "file_id": unrun,
+            "last_run": None,
+        }
+        for path, status, headers in (
+            ("/v1/files/99999/last-run", 404, worker),
+            ("/v1/files/abc/last-run", 400, worker),
+            ("/v1/files/0/last-run", 400, worker),
+            ("/v1/files/1/last-run", 401, bearer("wrong")),
+            ("/v1/files/1/last-run", 401, None),
+        ):
+            check(server, "GET", LAST_RUN, path, headers)
+            assert ("GET", LAST_RUN, status) in conformance.seen, path
+    finally:
+        server.stop()
 
 
 def test_the_documented_defaults_are_the_servers(guarded: Server) -> None:  # noqa: F811

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from tests.helpers import database_with_files, query
 from vpo.db.connection import open_database
 from vpo.db.interrupted import MarkerStore
+from vpo.db.last_run import IN_PROGRESS, RECORDED, LastRun
 from vpo.queue.announce import RunAnnouncer
 from vpo.server.otlp_ingest import PROTOBUF, Ingest
 from vpo.telemetry import attributes as attr
@@ -112,6 +113,9 @@ def test_a_silent_workers_run_is_recorded_interrupted_with_what_it_applied(
     root = worker.start_run(RUN_1)
     assert worker.posts == 3  # the start, the first phase's start and its end
     assert _markers(server_db) == [RUN_1]
+    # What a next worker is told the file should be: as the first phase left it.
+    assert ingest._last_run(1) == (True, _last(RUN_1, IN_PROGRESS, None, AFTER_FIRST_PHASE))
+    assert ingest._last_run(99) == (False, None)  # not in the library
     assert ingest.reap() == 0  # heard just now
     # A local VPO opening the database leaves a remote worker's marker to the server.
     open_database(server_db).close()
@@ -133,6 +137,7 @@ def test_a_silent_workers_run_is_recorded_interrupted_with_what_it_applied(
     assert row["trace_id"] == format(root.get_span_context().trace_id, "032x")
     assert _markers(server_db) == []
     assert ingest.reap() == 0  # once
+    assert ingest._last_run(1) == (True, _last(RUN_1, RECORDED, False, AFTER_FIRST_PHASE))
 
     # The worker was only cut off: a beat of the recorded run makes no marker again, and
     # its real spans, when they come, replace the interrupted row.
@@ -147,7 +152,32 @@ def test_a_silent_workers_run_is_recorded_interrupted_with_what_it_applied(
     [row] = query(server_db, "SELECT * FROM processing_stats")
     assert (row["id"], row["success"], row["phases_completed"]) == (RUN_1, 1, 2)
     assert row["error_message"] is None
+    assert ingest._last_run(1) == (True, _last(RUN_1, RECORDED, True, AFTER_FIRST_PHASE))
     worker.provider.shutdown()
+
+
+def test_the_last_run_of_a_file_before_any_phase_left_it_as_it_was(
+    server_db: Path, ingest: Ingest
+) -> None:
+    """A run in progress that has changed nothing yet says the file is as it found it;
+    the newest of a file's runs in progress is the one that counts."""
+    worker = Worker(ingest)
+    first = worker.start_run(RUN_1)
+    root = worker.tracer.start_span(attr.PROCESS_FILE, attributes={attr.STATS_ID: RUN_2})
+    root.set_attributes(BEFORE)
+    # Its first phase starts: the run is announced with its before values.
+    phase = worker.tracer.start_span(attr.PHASE, context=trace.set_span_in_context(root))
+    assert _markers(server_db) == [RUN_1, RUN_2]
+    before = {attr.SIZE_AFTER: BEFORE[attr.SIZE_BEFORE], attr.HASH_AFTER: BEFORE[attr.HASH_BEFORE]}
+    assert ingest._last_run(1) == (True, _last(RUN_2, IN_PROGRESS, None, before))
+    phase.end()
+    root.end()
+    first.end()
+    worker.provider.shutdown()
+
+
+def _last(stats_id: str, state: str, success: bool | None, after: dict) -> LastRun:
+    return LastRun(stats_id, state, success, HOST, after[attr.SIZE_AFTER], after[attr.HASH_AFTER])
 
 
 def test_a_finished_run_leaves_no_marker_and_is_never_reaped(

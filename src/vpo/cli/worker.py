@@ -106,6 +106,7 @@ def worker(
     from vpo.queue.announce import RunAnnouncer
     from vpo.queue.broker import declare, make_broker
     from vpo.queue.handler import MessageFileStore, MessageHandler
+    from vpo.queue.last_run_query import fetch_last_run
     from vpo.queue.message import PathMap
     from vpo.queue.metrics_http import serve_metrics
     from vpo.queue.otlp_post import post_spans
@@ -164,6 +165,7 @@ def worker(
         say,
         server_problem=lambda: server_problem(endpoint, token),
         spool=spool,
+        last_run=lambda file_id: fetch_last_run(server_url, token, file_id),
     )
     declare(broker, handler, max_retries=retries, min_backoff_ms=round(retry_delay * 1000))
     # Dramatiq backs off between empty polls up to `worker_timeout` (1 s by default), also

@@ -16,8 +16,10 @@
   and a file claimed by another VPO are retried later (`vpo worker --retries`), then
   dead-lettered (`vpo queue dead`).
 - A file an earlier, killed worker left half-edited in place is put back from its edit
-  journal before anything else (the server recorded that run as interrupted when its
-  heartbeats stopped: vpo.queue.announce, vpo.server.remote_runs).
+  journal before anything else, unless the server's record of that run (interrupted
+  once its heartbeats stopped: vpo.queue.announce, vpo.server.remote_runs) counts the
+  edit: then it is kept. A file changed since it was enqueued is run as it now is when
+  it is exactly what the file's last run recorded (vpo.server.last_run).
 - Nothing is run while the server does not answer or the spool is full: a file must
   never change without its run being recorded, so the worker waits before each message
   (its message stays taken, and goes back to the queue if the worker stops meanwhile).
@@ -35,6 +37,7 @@ from dramatiq import Retry
 from opentelemetry import context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from vpo.db.last_run import LastRun
 from vpo.errors import VpoError
 from vpo.executor.process import Cancellation
 from vpo.media import edit_journal
@@ -111,8 +114,10 @@ class MessageHandler:
         say: Callable[[str], None],
         server_problem: Callable[[], str | None] = lambda: None,
         spool: SpoolExporter | None = None,
+        last_run: Callable[[int], LastRun | None] = lambda _file_id: None,
     ) -> None:
         self.server_problem = server_problem
+        self.last_run = last_run  # the server's file id → its last run (vpo.db.last_run)
         self.spool = spool
         self.store = store
         self.telemetry = telemetry
@@ -130,8 +135,7 @@ class MessageHandler:
             raise
         path = message.local_path(self.path_map)
         self._wait_for_server(path)  # before the file is checked: the wait may be long
-        self._undo_dead_edit(path)
-        problem = _changed(message, path)
+        problem = self._settle_dead_runs(message, path)
         if problem is not None:
             self.say(f"refused {path_text(path)}: {problem} (trace {message.trace_id})")
             raise InvalidMessage(f"{path_text(path)}: {problem}")
@@ -164,15 +168,38 @@ class MessageHandler:
             run = f"run {result.stats_id}" if result.stats_id is not None else "the run"
             raise RunFailed(f"{run} failed: {result.error or 'no error recorded'}")
 
-    def _undo_dead_edit(self, path: Path) -> None:
-        """An in-place edit a killed worker left half-done on this file (its edit journal
-        is held by nobody) is undone first: the file is then the enqueued one again, not
-        a "changed" file (vpo.media.edit_journal). A run that holds the journal (another
-        worker on this machine) keeps it."""
-        if edit_journal.stale_for(path):
-            sentence = edit_journal.recover(path)
+    def _settle_dead_runs(self, message: FileMessage, path: Path) -> str | None:
+        """Why the file is not to be run (it is not the one enqueued), or None.
+
+        A killed worker may have left the file half-edited in place (an edit journal nobody
+        holds) or changed by the phases it completed. Then the server says what that run
+        recorded (vpo.server.last_run): an edit the record counts is kept, any other is
+        undone from its journal (vpo.media.edit_journal) — so the file and the statistics
+        agree — and a file that is exactly as the record left it is run as it now is. A
+        journal held by a run on this machine is left to it."""
+        stale = bool(edit_journal.stale_for(path))
+        problem = None if stale else _changed(message, path)
+        if not stale and problem is None:
+            return None
+        try:
+            last = self.last_run(message.file_id)
+        except VpoError as exc:
+            raise RetryLater(
+                f"cannot ask the server what the last run of {path_text(path)} left: {exc}"
+            ) from None
+        if stale:
+            recorded = last.partial_hash if last is not None else None
+            sentence = edit_journal.recover(path, recorded_hash=recorded)
             if sentence:
                 self.say(sentence)
+            problem = _changed(message, path)
+        if problem is not None and last is not None and _as_left_by(last, path):
+            self.say(
+                f"{path_text(path)} changed since it was enqueued, as run {last.stats_id} "
+                f"({last.state}) left it: running on it as it is now"
+            )
+            return None
+        return problem
 
     def _wait_for_server(self, path: Path) -> None:
         """Return once the server would record a run; RetryLater if the worker stops."""
@@ -229,6 +256,18 @@ def _changed(message: FileMessage, path: Path) -> str | None:
     if now.mtime_ns != message.mtime_ns and not found:
         found.append("it was modified (new modification time)")
     return f"changed since it was enqueued: {'; '.join(found)}" if found else None
+
+
+def _as_left_by(last: LastRun, path: Path) -> bool:
+    """Whether the file at `path` is exactly what `last` recorded it left (size and
+    partial hash)."""
+    if last.size is None or last.partial_hash is None:
+        return False
+    try:
+        now = FileIdentity.of(path)
+    except (OSError, VpoError):
+        return False
+    return now.size == last.size and now.partial_hash == last.partial_hash
 
 
 def _line(result: RunResult) -> str:

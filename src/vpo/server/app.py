@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from vpo.server import api, openapi, otlp_ingest, pages, remote_runs, writes
+from vpo.server import api, last_run, openapi, otlp_ingest, pages, remote_runs, writes
 from vpo.server.db import ReadPool, check_readable
 from vpo.server.errors import error_response, json_errors
 from vpo.telemetry.collector import LibraryCollector
@@ -61,6 +61,7 @@ def make_app(
     app.router.add_get("/api/openapi.json", openapi.serve)
     pages.setup(app, trace_url)
     otlp_ingest.setup(app, path, telemetry, worker_timeout)  # POST /v1/traces
+    last_run.setup(app)  # GET /v1/files/{file_id}/last-run, for workers
 
     async def close_pool(_app: web.Application) -> None:
         writer.close()

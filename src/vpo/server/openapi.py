@@ -15,8 +15,9 @@ from aiohttp import web
 from pydantic import TypeAdapter
 
 import vpo
-from vpo.db import aggregates, history, stats, workers
+from vpo.db import aggregates, history, last_run, stats, workers
 from vpo.server import api, errors, file_search, otlp_ingest, pages, writes
+from vpo.server import last_run as last_run_route
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -117,6 +118,7 @@ def _schemas() -> dict[str, Schema]:
         workers.WorkerStats,
         history.FileHistory,
         file_search.FoundFile,
+        last_run.LastRun,
     ):
         schemas[cls.__name__] = _generated(cls, schemas)
     _run_detail(schemas)
@@ -126,6 +128,11 @@ def _schemas() -> dict[str, Schema]:
         RecentRuns=_object("RecentRuns", items=_array(_ref("RunItem"))),
         FileList=_object("FileList", files=_array(_ref("FoundFile"))),
         WorkerList=_object("WorkerList", workers=_array(_ref("WorkerStats"))),
+        FileLastRun=_object(
+            "FileLastRun",
+            file_id={"type": "integer", "minimum": 1},
+            last_run={"anyOf": [_ref("LastRun"), {"type": "null"}]},
+        ),
         Trends=_object(
             "Trends",
             bucket={"type": "string", "enum": list(aggregates.TREND_BUCKETS)},
@@ -351,6 +358,32 @@ def _otlp_traces() -> dict[str, Schema]:
     }
 
 
+def _last_run() -> dict[str, Schema]:
+    """GET /v1/files/{file_id}/last-run (vpo.server.last_run): for workers, with their token."""
+    responses = _answer(
+        _ref("FileLastRun"),
+        "The file's last run (null without runs): what it left the file as.",
+        400,
+        404,
+        414,
+        503,
+    )["responses"]
+    for status, description in (
+        (401, "No or a wrong bearer token."),
+        (403, f"Worker endpoints are disabled: the server has no {otlp_ingest.TOKEN_VARIABLE}."),
+    ):
+        responses[str(status)] = {**_errors(status)[str(status)], "description": description}
+    file_id = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    return {
+        last_run_route.PATH: _get(
+            "file_last_run",
+            "A file's last run and what it left the file as, for workers (needs the worker token)",
+            [_param("path", "file_id", file_id, "The file's files.id.")],
+            {"security": [{"workerAuth": []}], "responses": responses},
+        )
+    }
+
+
 def _paths() -> dict[str, Schema]:
     """One entry per route of app.py's router, each with what its handler checks."""
     sort = {"type": "string", "enum": list(api.POLICY_SORTS), "default": "files_processed"}
@@ -514,6 +547,7 @@ def _paths() -> dict[str, Schema]:
         ),
         **_pages(),
         **_otlp_traces(),
+        **_last_run(),
     }
 
 
@@ -540,7 +574,7 @@ def build() -> Schema:
                     "type": "http",
                     "scheme": "bearer",
                     "description": f"The server's {otlp_ingest.TOKEN_VARIABLE}; without one "
-                    "POST /v1/traces answers 403.",
+                    "POST /v1/traces and GET /v1/files/{file_id}/last-run answer 403.",
                 },
             },
         },

@@ -46,6 +46,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from vpo.db.last_run import LastRun
+from vpo.db.last_run import find as find_last_run
 from vpo.errors import DatabaseError
 from vpo.server import remote_runs, tokens
 from vpo.server.db import connect_read_only
@@ -146,6 +148,12 @@ class Ingest:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._receive, body, content_type)
 
+    async def last_run(self, file_id: int) -> tuple[bool, LastRun | None]:
+        """(whether the library knows `file_id`, its last run: vpo.db.last_run), asked in
+        the ingest thread, after any heartbeat received before."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._last_run, file_id)
+
     def close(self) -> None:
         """Let a running request finish; refuse new ones."""
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -157,6 +165,12 @@ class Ingest:
             self._conn = None
 
     # --- in the ingest thread -----------------------------------------------------------
+
+    def _last_run(self, file_id: int) -> tuple[bool, LastRun | None]:
+        conn = self._connection()
+        if conn.execute("SELECT 1 FROM files WHERE id = ?", (file_id,)).fetchone() is None:
+            return False, None
+        return True, find_last_run(conn, self.remote.markers.read(), file_id)
 
     def _receive(self, body: bytes, content_type: str) -> Outcome:
         if content_type == PROTOBUF:
