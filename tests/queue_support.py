@@ -94,6 +94,17 @@ def messages(url: str) -> list[FileMessage]:
     return [FileMessage.from_dict(json.loads(value)["args"][0]) for value in raw.values()]
 
 
+def queue_empty(url: str) -> bool:
+    """No message waiting in the queue, nor waiting out a retry's backoff."""
+    client = redis.Redis.from_url(url)
+    try:
+        waiting = client.hlen(f"dramatiq:{QUEUE_NAME}.msgs")
+        delayed = client.hlen(f"dramatiq:{QUEUE_NAME}.DQ.msgs")
+    finally:
+        client.close()
+    return waiting == 0 and delayed == 0
+
+
 def dead_letters(url: str) -> int:
     client = redis.Redis.from_url(url)
     try:

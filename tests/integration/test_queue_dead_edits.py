@@ -20,7 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.helpers import query, wait_for
@@ -29,6 +28,7 @@ from tests.queue_support import (
     enqueue,
     kill,
     messages,
+    queue_empty,
     runs,
     serve,
     start_worker,
@@ -37,7 +37,6 @@ from tests.queue_support import (
 )
 from vpo.media import edit_journal
 from vpo.media.hashing import partial_hash
-from vpo.queue.broker import QUEUE_NAME
 from vpo.telemetry import attributes as attr
 
 WORKER_TIMEOUT = "6"  # the server's --worker-timeout (seconds)
@@ -133,14 +132,6 @@ def stored(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-def _queue_empty(url: str) -> bool:
-    client = redis.Redis.from_url(url)
-    try:
-        return client.hlen(f"dramatiq:{QUEUE_NAME}.msgs") == 0
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def movie(library: Path) -> Iterator[Path]:
     movie = library / "movie-h264-multilang.mkv"
@@ -180,7 +171,7 @@ def test_a_worker_killed_at_its_edits_announcement_leaves_file_and_record_agreei
         )
         workers.append(survivor)
         wait_for(
-            lambda: runs(server_db) == 2 and _queue_empty(redis_url),
+            lambda: runs(server_db) == 2 and queue_empty(redis_url),
             180,
             "the file was not run again, or the killed run not recorded",
         )

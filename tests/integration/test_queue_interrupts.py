@@ -15,8 +15,6 @@ import signal
 import time
 from pathlib import Path
 
-import redis
-
 from tests.helpers import SLOW_TRANSCODE, query, tool_running, wait_for
 from tests.queue_support import (
     dead_letters,
@@ -24,6 +22,7 @@ from tests.queue_support import (
     free_port,
     kill,
     messages,
+    queue_empty,
     runs,
     serve,
     spooled,
@@ -32,7 +31,6 @@ from tests.queue_support import (
     worker_log,
 )
 from vpo.media.probe import probe
-from vpo.queue.broker import QUEUE_NAME
 
 WORKER_TIMEOUT = "6"  # the server's --worker-timeout (seconds)
 REQUEUE_AFTER = "3"  # the workers' --requeue-after (seconds)
@@ -42,16 +40,6 @@ RUN_LINE = re.compile(r"^run ([0-9a-f-]{36}) (succeeded|failed)", re.MULTILINE)
 def _parent(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _queue_empty(url: str) -> bool:
-    client = redis.Redis.from_url(url)
-    try:
-        waiting = client.hlen(f"dramatiq:{QUEUE_NAME}.msgs")
-        delayed = client.hlen(f"dramatiq:{QUEUE_NAME}.DQ.msgs")
-    finally:
-        client.close()
-    return waiting == 0 and delayed == 0
 
 
 def test_a_worker_killed_mid_transcode_leaves_its_file_to_the_other_and_one_interrupted_run(
@@ -84,7 +72,7 @@ def test_a_worker_killed_mid_transcode_leaves_its_file_to_the_other_and_one_inte
         workers[victim].wait(timeout=30)
         [survivor] = [folder for folder in folders if folder != victim]
         wait_for(
-            lambda: runs(server_db) == 2 and _queue_empty(redis_url),
+            lambda: runs(server_db) == 2 and queue_empty(redis_url),
             180,
             "the file was not finished by the other worker, or the killed run not recorded",
         )
@@ -143,7 +131,7 @@ def test_the_server_away_for_30_seconds_gets_every_run_once_when_it_is_back(
         recorded_while_away = runs(server_db) - recorded_before
         served = serve(server_db, tmp_path, port)
         wait_for(
-            lambda: runs(server_db) >= len(files) and _queue_empty(redis_url),
+            lambda: runs(server_db) >= len(files) and queue_empty(redis_url),
             240,
             "not every run arrived",
         )
