@@ -272,6 +272,8 @@ def test_a_files_last_run_and_its_refusals_conform(
             ("/v1/files/99999/last-run", 404, worker),
             ("/v1/files/abc/last-run", 400, worker),
             ("/v1/files/0/last-run", 400, worker),
+            (f"/v1/files/{'9' * 5000}/last-run", 400, worker),  # past int()'s digit limit
+            ("/v1/files/%D9%A1/last-run", 400, worker),  # an Arabic-Indic one is no file id
             ("/v1/files/1/last-run", 401, bearer("wrong")),
             ("/v1/files/1/last-run", 401, None),
         ):

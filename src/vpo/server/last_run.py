@@ -22,7 +22,7 @@ from vpo.server.otlp_ingest import INGEST, RETRY_AFTER_SECONDS, TOKEN_VARIABLE
 
 PATH = "/v1/files/{file_id}/last-run"
 DISABLED = f"Worker endpoints are disabled: set {TOKEN_VARIABLE} in the server's environment."
-_MAX_FILE_ID = 2**63 - 1
+MAX_FILE_ID = 2**63 - 1  # SQLite's largest integer
 
 
 async def last_run(request: web.Request) -> web.Response:
@@ -33,7 +33,8 @@ async def last_run(request: web.Request) -> web.Response:
     if not tokens.carries(request, ingest.token):
         raise ApiError(401, tokens.needed(TOKEN_VARIABLE), tokens.CHALLENGE)
     text = request.match_info["file_id"]
-    if not text.isdigit() or not 0 < int(text) <= _MAX_FILE_ID:
+    digits = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_FILE_ID))
+    if not digits or not 0 < int(text) <= MAX_FILE_ID:
         raise ApiError(400, f"The file id must be a positive integer, not {text[:40]!r}.")
     file_id = int(text)
     try:

@@ -373,7 +373,7 @@ def _last_run() -> dict[str, Schema]:
         (403, f"Worker endpoints are disabled: the server has no {otlp_ingest.TOKEN_VARIABLE}."),
     ):
         responses[str(status)] = {**_errors(status)[str(status)], "description": description}
-    file_id = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    file_id = {"type": "integer", "minimum": 1, "maximum": last_run_route.MAX_FILE_ID}
     return {
         last_run_route.PATH: _get(
             "file_last_run",
