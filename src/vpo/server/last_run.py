@@ -28,10 +28,9 @@ MAX_FILE_ID = 2**63 - 1  # SQLite's largest integer
 async def last_run(request: web.Request) -> web.Response:
     """`{"file_id", "last_run": LastRun or null}`; 404 for a file the library lacks."""
     ingest = request.app[INGEST]
-    if ingest.token is None:
-        raise ApiError(403, DISABLED)
-    if not tokens.carries(request, ingest.token):
-        raise ApiError(401, tokens.needed(TOKEN_VARIABLE), tokens.CHALLENGE)
+    refused = tokens.refusal(request, ingest.token, TOKEN_VARIABLE, DISABLED)
+    if refused is not None:
+        raise ApiError(*refused)
     text = request.match_info["file_id"]
     digits = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_FILE_ID))
     if not digits or not 0 < int(text) <= MAX_FILE_ID:

@@ -499,10 +499,9 @@ async def traces(request: web.Request) -> web.Response:
 
 def _authorize(request: web.Request, token: str | None) -> None:
     """403 when no token is configured, 401 unless the request carries it (as writes.py)."""
-    if token is None:
-        raise Refused(403, ENABLE_HINT)
-    if not tokens.carries(request, token):
-        raise Refused(401, tokens.needed(TOKEN_VARIABLE), tokens.CHALLENGE)
+    refused = tokens.refusal(request, token, TOKEN_VARIABLE, ENABLE_HINT)
+    if refused is not None:
+        raise Refused(*refused)
 
 
 def _too_large() -> str:

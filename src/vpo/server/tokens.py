@@ -21,3 +21,15 @@ CHALLENGE = {"WWW-Authenticate": "Bearer"}  # the headers of a 401
 def needed(variable: str) -> str:
     """The 401's sentence: what the request lacks."""
     return f"This endpoint needs 'Authorization: Bearer <token>' with the server's {variable}."
+
+
+def refusal(
+    request: web.Request, token: str | None, variable: str, disabled: str
+) -> tuple[int, str, dict[str, str] | None] | None:
+    """(status, sentence, headers) of a request the token guard refuses, or None: 403
+    saying `disabled` when no token is configured, 401 unless the request carries it."""
+    if token is None:
+        return 403, disabled, None
+    if not carries(request, token):
+        return 401, needed(variable), CHALLENGE
+    return None

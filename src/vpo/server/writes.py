@@ -63,11 +63,9 @@ routes = web.RouteTableDef()
 
 def authorize(request: web.Request) -> None:
     """403 when no token is configured, 401 unless the request carries it."""
-    token = request.app[WRITER].token
-    if token is None:
-        raise ApiError(403, ENABLE_HINT)
-    if not tokens.carries(request, token):
-        raise ApiError(401, tokens.needed(TOKEN_VARIABLE), headers=tokens.CHALLENGE)
+    refused = tokens.refusal(request, request.app[WRITER].token, TOKEN_VARIABLE, ENABLE_HINT)
+    if refused is not None:
+        raise ApiError(*refused)
 
 
 def _purge_filter(request: web.Request) -> PurgeFilter:
